@@ -1,0 +1,19 @@
+//! Rampart's pure domain: identifiers, validated inputs, roles, the permission policy, limits and
+//! error codes. This crate does no I/O, knows no clock and no randomness (both are passed in), and
+//! so every function in it is deterministic and unit-tested exhaustively.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod password_policy;
+pub mod policy;
+pub mod role;
+pub mod throttle;
+pub mod time;
+pub mod validate;
+
+pub use error::ErrorCode;
+pub use ids::{SessionId, UserId};
+pub use role::Role;
+pub use time::Timestamp;

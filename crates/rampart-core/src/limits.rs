@@ -1,0 +1,103 @@
+//! Every limit Rampart enforces, as a named constant with its unit last. Those an admin may want to
+//! change have a config override (see `rampart.example.toml`); the rest are fixed by the protocol or
+//! by safety. The table in README.md lists them all.
+
+// ----- identity and input sizes -----
+
+/// Longest id we accept from outside (ids are 36-character UUID text).
+pub const ID_CHARS_MAX: usize = 64;
+/// Usernames: 1 to 32 characters of `[a-z0-9._-]`, starting with a letter or digit.
+pub const USERNAME_CHARS_MAX: usize = 32;
+/// Display names: 1 to 64 Unicode scalar values after NFC.
+pub const DISPLAY_NAME_CHARS_MAX: usize = 64;
+/// Passwords: 12 to 256 Unicode scalar values, used exactly as typed (NIST SP 800-63B).
+pub const PASSWORD_CHARS_MIN: usize = 12;
+pub const PASSWORD_CHARS_MAX: usize = 256;
+/// The optional TOTP code field.
+pub const TOTP_CHARS_MAX: usize = 16;
+/// A directory search query.
+pub const DIRECTORY_QUERY_CHARS_MAX: usize = 64;
+/// Most users a directory search returns.
+pub const DIRECTORY_RESULTS_MAX: u32 = 25;
+/// Most users the admin user list returns in one response.
+pub const ADMIN_USER_LIST_MAX: u32 = 10_000;
+/// A token presented by a client (base64url of 32 bytes is 43 characters).
+pub const TOKEN_CHARS_MAX: usize = 128;
+/// The stored User-Agent of a session is cut to this many characters.
+pub const USER_AGENT_CHARS_MAX: usize = 256;
+
+// ----- HTTP edge (config overrides in `[limits]`) -----
+
+/// Largest request body outside file uploads.
+pub const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Largest request head (request line and headers); hyper's own floor is 8 KiB.
+pub const HTTP_HEADER_BYTES_MAX: usize = 16 * 1024;
+/// Most headers in one request.
+pub const HTTP_HEADERS_COUNT_MAX: usize = 64;
+/// A request that has not been answered in this time gets 408.
+pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// A request head must arrive within this time, and an idle keep-alive connection is closed
+/// after it.
+pub const HTTP_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// The TLS handshake must finish within this time.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Open connections from one client IP.
+pub const CONNECTIONS_PER_IP_MAX: u32 = 256;
+/// Open connections in all.
+pub const CONNECTIONS_MAX: u32 = 50_000;
+/// Concurrent HTTP/2 streams on one connection.
+pub const HTTP2_STREAMS_PER_CONNECTION_MAX: u32 = 64;
+/// How long a stopping server waits for open requests before it closes them.
+pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+/// How often the TLS certificate and key files are checked for a change.
+pub const TLS_RELOAD_POLL_MS: u64 = 2_000;
+
+// ----- sessions (config overrides in `[sessions]`) -----
+
+/// A session unused for this long ends.
+pub const SESSION_IDLE_TIMEOUT_MS: i64 = 24 * 60 * 60 * 1000;
+/// A session ends this long after login, however much it is used.
+pub const SESSION_LIFETIME_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// `last_seen_at` is written at most this often per session, so reads do not become writes.
+pub const SESSION_TOUCH_INTERVAL_MS: i64 = 60 * 1000;
+/// Most live sessions one user may hold; the oldest is ended at the next login past it.
+pub const SESSIONS_PER_USER_MAX: u32 = 100;
+
+// ----- invitations -----
+
+/// Default and longest lifetime of an invitation.
+pub const INVITATION_LIFETIME_HOURS_DEFAULT: u32 = 72;
+pub const INVITATION_LIFETIME_HOURS_MAX: u32 = 30 * 24;
+/// The owner enrollment link written at first start lives this long.
+pub const FIRST_OWNER_INVITATION_HOURS: u32 = 7 * 24;
+
+// ----- login throttling (config overrides in `[login]`) -----
+
+/// Failures per account that cost nothing; from the next one on, each failure imposes a wait.
+pub const LOGIN_ACCOUNT_FREE_FAILURES: u32 = 5;
+/// Failures per client IP that cost nothing.
+pub const LOGIN_IP_FREE_FAILURES: u32 = 20;
+/// The first imposed wait; it doubles with each further failure.
+pub const LOGIN_BACKOFF_MS_BASE: i64 = 1_000;
+/// The longest imposed wait between attempts, before a lock.
+pub const LOGIN_BACKOFF_MS_MAX: i64 = 5 * 60 * 1000;
+/// Failures per account after which it is locked for `LOGIN_LOCK_MS`.
+pub const LOGIN_ACCOUNT_LOCK_FAILURES: u32 = 20;
+/// Failures per IP after which the IP is locked for `LOGIN_LOCK_MS`.
+pub const LOGIN_IP_LOCK_FAILURES: u32 = 100;
+/// How long a lock lasts.
+pub const LOGIN_LOCK_MS: i64 = 15 * 60 * 1000;
+/// Failures older than this (counted from the last one) are forgotten.
+pub const LOGIN_FAILURE_WINDOW_MS: i64 = 60 * 60 * 1000;
+
+// ----- password hashing -----
+
+/// Argon2id memory cost in KiB (DESIGN.md: at least 19 MiB).
+pub const ARGON2_MEMORY_KIB: u32 = 19 * 1024;
+/// Argon2id passes.
+pub const ARGON2_ITERATIONS: u32 = 2;
+/// Argon2id lanes.
+pub const ARGON2_PARALLELISM: u32 = 1;
+/// Password hashes waiting for a worker beyond this many are refused at once with 429, so a
+/// login flood queues nothing unbounded.
+pub const PASSWORD_HASH_QUEUE_MAX: usize = 64;

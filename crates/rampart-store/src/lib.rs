@@ -1,0 +1,119 @@
+//! The only crate that knows SQL. `Store` is the storage seam: the app speaks only to this trait,
+//! `SqliteStore` is the embedded default, and `conformance` holds the one test suite every
+//! implementation must pass. Each method is one transaction, so an invariant that spans rows (an
+//! invitation used once, the last owner kept) is enforced here atomically, not by the caller's
+//! read-then-write.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod conformance;
+mod model;
+pub mod sqlite;
+
+pub use audit::{AuditEntry, AuditRow, AuditStore, SqliteAuditStore};
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use rampart_core::throttle::{ThrottleScope, ThrottleState};
+use rampart_core::validate::DirectoryQuery;
+use rampart_core::{Role, SessionId, Timestamp, UserId};
+
+/// Errors from the store. The text never carries SQL or values; the cause is kept for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("a stored row is not valid: {0}")]
+    Corrupt(&'static str),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Computes a throttle state from the previous one; passed into the store so the read-modify-write
+/// happens inside one transaction.
+pub type ThrottleStep<'a> = &'a (dyn Fn(Option<ThrottleState>) -> ThrottleState + Send + Sync);
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ----- users -----
+    async fn count_users(&self) -> StoreResult<u64>;
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Enabled users whose username or display name contains the query, by username.
+    async fn search_users(
+        &self,
+        query: &DirectoryQuery,
+        limit: u32,
+    ) -> StoreResult<Vec<UserRecord>>;
+    async fn list_users(&self, limit: u32) -> StoreResult<Vec<UserRecord>>;
+    /// Enabled owners, for the last-owner rule.
+    async fn count_enabled_owners(&self) -> StoreResult<u64>;
+    /// Changes a role unless that would leave no enabled owner.
+    async fn set_user_role(&self, id: &UserId, role: Role) -> StoreResult<GuardedUpdate>;
+    /// Disables (ending every session in the same transaction) or enables a user, unless
+    /// disabling would leave no enabled owner.
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> StoreResult<GuardedUpdate>;
+    async fn record_login(&self, id: &UserId, at: Timestamp) -> StoreResult<()>;
+    /// Sets a new password hash, ends every session of the user and opens `new_session`, in one
+    /// transaction.
+    async fn change_password(
+        &self,
+        id: &UserId,
+        password_hash: &str,
+        new_session: &NewSession,
+    ) -> StoreResult<()>;
+
+    // ----- invitations -----
+    async fn create_invitation(&self, invitation: &NewInvitation) -> StoreResult<()>;
+    /// Whether an unused, unexpired invitation for `role` exists.
+    async fn has_open_invitation(&self, role: Role, now: Timestamp) -> StoreResult<bool>;
+    /// Uses the invitation and creates the user with the invitation's role, atomically: of two
+    /// concurrent enrollments with one token, one wins.
+    async fn enroll(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        user: &NewUser,
+    ) -> StoreResult<EnrollOutcome>;
+
+    // ----- sessions -----
+    /// Opens a session; when the user then has more than `per_user_max`, the oldest end.
+    async fn create_session(&self, session: &NewSession, per_user_max: u32) -> StoreResult<()>;
+    async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, id: &SessionId, at: Timestamp) -> StoreResult<()>;
+    async fn list_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends one session of `user`; false when it does not exist or is someone else's.
+    async fn delete_session(&self, user: &UserId, id: &SessionId) -> StoreResult<bool>;
+    /// Ends every session of `user` except `keep`; returns how many ended.
+    async fn delete_sessions_except(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+    ) -> StoreResult<u64>;
+    /// Deletes sessions past their absolute expiry or idle since `idle_before`.
+    async fn delete_stale_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> StoreResult<u64>;
+
+    // ----- login throttling -----
+    async fn throttle_state(
+        &self,
+        scope: ThrottleScope,
+        key: &str,
+    ) -> StoreResult<Option<ThrottleState>>;
+    async fn throttle_failure(
+        &self,
+        scope: ThrottleScope,
+        key: &str,
+        step: ThrottleStep<'_>,
+    ) -> StoreResult<ThrottleState>;
+    async fn throttle_clear(&self, scope: ThrottleScope, key: &str) -> StoreResult<()>;
+}

@@ -1,0 +1,563 @@
+//! The embedded default store: SQLite in WAL mode through sqlx, one file in `data_dir`.
+//! Every statement is parameterized; multi-row invariants run inside `BEGIN IMMEDIATE`
+//! transactions, so SQLite's single writer makes them atomic without upgrade deadlocks.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use rampart_core::throttle::{ThrottleScope, ThrottleState};
+use rampart_core::validate::{DirectoryQuery, DisplayName, Username};
+use rampart_core::{Role, SessionId, Timestamp, UserId};
+
+use crate::model::*;
+use crate::{Store, StoreError, StoreResult, ThrottleStep};
+
+/// Connections in the pool: SQLite has one writer, readers run alongside it in WAL mode.
+const POOL_CONNECTIONS_MAX: u32 = 8;
+/// How long a statement waits for the write lock before failing.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "accounts",
+    include_str!("../migrations/sqlite/0001_accounts.sql"),
+)];
+
+/// The versioned migrations, embedded in the binary, run by sqlx's migrator.
+pub(crate) fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations: Vec<Migration> = list
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*name),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Opens (creating if needed) a SQLite file in WAL mode with foreign keys on.
+pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
+    let options = SqliteConnectOptions::from_str("sqlite://")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(POOL_CONNECTIONS_MAX)
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let pool = open_pool(path).await?;
+        migrator(MIGRATIONS).run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Writes the WAL back into the main file (used before copying or inspecting the files).
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+const USER_COLUMNS: &str =
+    "id, username, display_name, password_hash, role, disabled, mfa_enabled, created_at, last_login_at";
+const SESSION_COLUMNS: &str = "id, user_id, created_at, last_seen_at, expires_at, ip, user_agent";
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
+    let id: String = row.try_get("id")?;
+    let role: String = row.try_get("role")?;
+    Ok(UserRecord {
+        id: UserId::parse(&id).ok_or(StoreError::Corrupt("user id"))?,
+        username: Username::from_stored(row.try_get("username")?),
+        display_name: DisplayName::from_stored(row.try_get("display_name")?),
+        password_hash: row.try_get("password_hash")?,
+        role: Role::parse(&role).ok_or(StoreError::Corrupt("user role"))?,
+        disabled: row.try_get("disabled")?,
+        mfa_enabled: row.try_get("mfa_enabled")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_login_at: row
+            .try_get::<Option<i64>, _>("last_login_at")?
+            .map(Timestamp),
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
+    let id: String = row.try_get("id")?;
+    let user_id: String = row.try_get("user_id")?;
+    Ok(SessionRecord {
+        id: SessionId::parse(&id).ok_or(StoreError::Corrupt("session id"))?,
+        user_id: UserId::parse(&user_id).ok_or(StoreError::Corrupt("session user id"))?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_seen_at: Timestamp(row.try_get("last_seen_at")?),
+        expires_at: Timestamp(row.try_get("expires_at")?),
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+    })
+}
+
+fn throttle_from_row(row: &SqliteRow) -> StoreResult<ThrottleState> {
+    let failures: i64 = row.try_get("failures")?;
+    Ok(ThrottleState {
+        failures: u32::try_from(failures).map_err(|_| StoreError::Corrupt("throttle failures"))?,
+        last_failure_at: Timestamp(row.try_get("last_failure_at")?),
+        blocked_until: Timestamp(row.try_get("blocked_until")?),
+    })
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
+fn like_literal(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Whether another enabled owner than `id` exists (run inside the caller's transaction).
+const OTHER_OWNER_EXISTS: &str =
+    "EXISTS (SELECT 1 FROM users WHERE role = 'owner' AND disabled = 0 AND id != ?)";
+
+async fn insert_session(
+    conn: &mut sqlx::SqliteConnection,
+    session: &NewSession,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, ip, user_agent)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(session.id.as_str())
+    .bind(&session.token_hash)
+    .bind(session.user_id.as_str())
+    .bind(session.created_at.0)
+    .bind(session.created_at.0)
+    .bind(session.expires_at.0)
+    .bind(&session.ip)
+    .bind(&session.user_agent)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?");
+        let row = sqlx::query(&sql)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn search_users(
+        &self,
+        query: &DirectoryQuery,
+        limit: u32,
+    ) -> StoreResult<Vec<UserRecord>> {
+        let pattern = format!("%{}%", like_literal(query.as_str()));
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE disabled = 0 AND (username LIKE ?1 ESCAPE '\\' OR lower(display_name) LIKE ?1 ESCAPE '\\')
+             ORDER BY username LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(pattern)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn list_users(&self, limit: u32) -> StoreResult<Vec<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn count_enabled_owners(&self) -> StoreResult<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'owner' AND disabled = 0")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn set_user_role(&self, id: &UserId, role: Role) -> StoreResult<GuardedUpdate> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let current: Option<(String, bool)> =
+            sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((current_role, disabled)) = current else {
+            return Ok(GuardedUpdate::NotFound);
+        };
+        if current_role == "owner" && !disabled && role != Role::Owner {
+            let other: bool = sqlx::query_scalar(&format!("SELECT {OTHER_OWNER_EXISTS}"))
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if !other {
+                return Ok(GuardedUpdate::LastOwner);
+            }
+        }
+        sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+            .bind(role.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(GuardedUpdate::Done)
+    }
+
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> StoreResult<GuardedUpdate> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let current: Option<(String, bool)> =
+            sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((current_role, was_disabled)) = current else {
+            return Ok(GuardedUpdate::NotFound);
+        };
+        if disabled && !was_disabled && current_role == "owner" {
+            let other: bool = sqlx::query_scalar(&format!("SELECT {OTHER_OWNER_EXISTS}"))
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if !other {
+                return Ok(GuardedUpdate::LastOwner);
+            }
+        }
+        sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+            .bind(disabled)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(GuardedUpdate::Done)
+    }
+
+    async fn record_login(&self, id: &UserId, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?")
+            .bind(at.0)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn change_password(
+        &self,
+        id: &UserId,
+        password_hash: &str,
+        new_session: &NewSession,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        insert_session(&mut tx, new_session).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_invitation(&self, invitation: &NewInvitation) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO invitations (token_hash, role, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&invitation.token_hash)
+        .bind(invitation.role.as_str())
+        .bind(invitation.created_by.as_ref().map(UserId::as_str))
+        .bind(invitation.created_at.0)
+        .bind(invitation.expires_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn has_open_invitation(&self, role: Role, now: Timestamp) -> StoreResult<bool> {
+        let open: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM invitations WHERE role = ? AND used_at IS NULL AND expires_at > ?)",
+        )
+        .bind(role.as_str())
+        .bind(now.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(open)
+    }
+
+    async fn enroll(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        user: &NewUser,
+    ) -> StoreResult<EnrollOutcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM invitations WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(role) = role else {
+            return Ok(EnrollOutcome::InvalidInvitation);
+        };
+        let role = Role::parse(&role).ok_or(StoreError::Corrupt("invitation role"))?;
+        let taken: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE username = ?)")
+                .bind(user.username.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if taken {
+            return Ok(EnrollOutcome::UsernameTaken);
+        }
+        sqlx::query(
+            "INSERT INTO users (id, username, display_name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.username.as_str())
+        .bind(user.display_name.as_str())
+        .bind(&user.password_hash)
+        .bind(role.as_str())
+        .bind(user.created_at.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE invitations SET used_at = ?, used_by = ? WHERE token_hash = ?")
+            .bind(now.0)
+            .bind(user.id.as_str())
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(EnrollOutcome::Enrolled(UserRecord {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            password_hash: user.password_hash.clone(),
+            role,
+            disabled: false,
+            mfa_enabled: false,
+            created_at: user.created_at,
+            last_login_at: None,
+        }))
+    }
+
+    async fn create_session(&self, session: &NewSession, per_user_max: u32) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        insert_session(&mut tx, session).await?;
+        // Keep the newest `per_user_max`; end the rest (oldest first).
+        sqlx::query(
+            "DELETE FROM sessions WHERE user_id = ?1 AND id NOT IN
+               (SELECT id FROM sessions WHERE user_id = ?1 ORDER BY created_at DESC, id LIMIT ?2)",
+        )
+        .bind(session.user_id.as_str())
+        .bind(i64::from(per_user_max))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?");
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn touch_session(&self, id: &SessionId, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?")
+            .bind(at.0)
+            .bind(id.as_str())
+            .bind(at.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionRecord>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn delete_session(&self, user: &UserId, id: &SessionId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = ? AND user_id = ?")
+            .bind(id.as_str())
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_sessions_except(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id != ?")
+            .bind(user.as_str())
+            .bind(keep.map(SessionId::as_str).unwrap_or(""))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_stale_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?")
+            .bind(now.0)
+            .bind(idle_before.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn throttle_state(
+        &self,
+        scope: ThrottleScope,
+        key: &str,
+    ) -> StoreResult<Option<ThrottleState>> {
+        let row = sqlx::query(
+            "SELECT failures, last_failure_at, blocked_until FROM login_throttle WHERE scope = ? AND key = ?",
+        )
+        .bind(scope.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(throttle_from_row).transpose()
+    }
+
+    async fn throttle_failure(
+        &self,
+        scope: ThrottleScope,
+        key: &str,
+        step: ThrottleStep<'_>,
+    ) -> StoreResult<ThrottleState> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "SELECT failures, last_failure_at, blocked_until FROM login_throttle WHERE scope = ? AND key = ?",
+        )
+        .bind(scope.as_str())
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let previous = row.as_ref().map(throttle_from_row).transpose()?;
+        let next = step(previous);
+        sqlx::query(
+            "INSERT INTO login_throttle (scope, key, failures, last_failure_at, blocked_until) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (scope, key) DO UPDATE SET failures = excluded.failures,
+               last_failure_at = excluded.last_failure_at, blocked_until = excluded.blocked_until",
+        )
+        .bind(scope.as_str())
+        .bind(key)
+        .bind(i64::from(next.failures))
+        .bind(next.last_failure_at.0)
+        .bind(next.blocked_until.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn throttle_clear(&self, scope: ThrottleScope, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_throttle WHERE scope = ? AND key = ?")
+            .bind(scope.as_str())
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_literal_escapes_wildcards() {
+        assert_eq!(like_literal("a%b_c\\d"), "a\\%b\\_c\\\\d");
+    }
+}

@@ -1,1 +1,150 @@
+//! Rampart's use cases. Each public method of `App` is one thing a user or admin does: it checks
+//! permission through `rampart_core::policy`, runs the store transaction, writes the audit record
+//! and tells live connections what changed. HTTP knows nothing of this crate's insides and this
+//! crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
+
+mod accounts;
+mod admin;
+mod audit;
+mod error;
+mod hashing;
+mod sessions;
+
+pub use audit::Outcome;
+pub use error::AppError;
+pub use hashing::HashPool;
+pub use accounts::{EnrollInput, LoginInput, LoginOutcome};
+pub use admin::{IssuedInvitation, UserChange};
+pub use sessions::{Authenticated, NewSessionIssued, SessionEnded};
+
+use std::sync::Arc;
+
+use rampart_core::throttle::ThrottlePolicy;
+use rampart_core::{limits, Timestamp};
+use rampart_crypto::PasswordParams;
+use rampart_store::{AuditStore, Store};
+use tokio::sync::broadcast;
+
+/// Session lifetimes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    pub idle_timeout_ms: i64,
+    pub lifetime_ms: i64,
+    pub per_user_max: u32,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ms: limits::SESSION_IDLE_TIMEOUT_MS,
+            lifetime_ms: limits::SESSION_LIFETIME_MS,
+            per_user_max: limits::SESSIONS_PER_USER_MAX,
+        }
+    }
+}
+
+/// Everything the use cases can be tuned by.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub sessions: SessionPolicy,
+    pub account_throttle: ThrottlePolicy,
+    pub ip_throttle: ThrottlePolicy,
+    pub password_params: PasswordParams,
+    /// Password hashes computed at once; defaults to the number of cores.
+    pub hash_workers: usize,
+    pub hash_queue_max: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            sessions: SessionPolicy::default(),
+            account_throttle: ThrottlePolicy::ACCOUNT_DEFAULT,
+            ip_throttle: ThrottlePolicy::IP_DEFAULT,
+            password_params: PasswordParams {
+                memory_kib: limits::ARGON2_MEMORY_KIB,
+                iterations: limits::ARGON2_ITERATIONS,
+                parallelism: limits::ARGON2_PARALLELISM,
+            },
+            hash_workers: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+            hash_queue_max: limits::PASSWORD_HASH_QUEUE_MAX,
+        }
+    }
+}
+
+/// Who made a request and from where, as the edge saw it.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl RequestMeta {
+    pub fn new(ip: String, user_agent: &str) -> Self {
+        let user_agent: String = user_agent
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(limits::USER_AGENT_CHARS_MAX)
+            .collect();
+        Self { ip, user_agent }
+    }
+}
+
+/// Depth of the queue that tells live connections a session or user was ended.
+const SESSION_EVENTS_QUEUE_LEN: usize = 1024;
+
+/// The application: shared, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    audit: Arc<dyn AuditStore>,
+    hashes: HashPool,
+    config: AppConfig,
+    session_events: broadcast::Sender<SessionEnded>,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, audit: Arc<dyn AuditStore>, config: AppConfig) -> Result<Self, AppError> {
+        let hashes = HashPool::new(config.password_params, config.hash_workers, config.hash_queue_max)?;
+        let (session_events, _) = broadcast::channel(SESSION_EVENTS_QUEUE_LEN);
+        Ok(Self { inner: Arc::new(Inner { store, audit, hashes, config, session_events }) })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.inner.config
+    }
+
+    /// Live connections subscribe here to close when their session or user is ended.
+    pub fn subscribe_session_events(&self) -> broadcast::Receiver<SessionEnded> {
+        self.inner.session_events.subscribe()
+    }
+
+    /// Whether the server can serve: the store answers.
+    pub async fn ready(&self) -> bool {
+        self.inner.store.ping().await.is_ok()
+    }
+}
+
+/// The wall clock, in the core's unit.
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+/// A fresh random id (UUID v4 text).
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

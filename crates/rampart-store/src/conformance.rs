@@ -98,6 +98,7 @@ pub async fn run_all(store: &dyn Store) {
 
 pub async fn invitation_is_used_once(store: &dyn Store) {
     let token = invite(store, Role::Member).await;
+    assert!(store.invitation_is_open(&token, NOW).await.expect("open"));
     let first = store
         .enroll(&token, NOW, &new_user(&unique("a")))
         .await

@@ -73,6 +73,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn create_invitation(&self, invitation: &NewInvitation) -> StoreResult<()>;
     /// Whether an unused, unexpired invitation for `role` exists.
     async fn has_open_invitation(&self, role: Role, now: Timestamp) -> StoreResult<bool>;
+    /// Whether the invitation with this hash exists, is unused and unexpired (a cheap check made
+    /// before the costly password hashing of an enrollment).
+    async fn invitation_is_open(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool>;
     /// Uses the invitation and creates the user with the invitation's role, atomically: of two
     /// concurrent enrollments with one token, one wins.
     async fn enroll(

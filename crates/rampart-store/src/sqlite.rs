@@ -357,6 +357,17 @@ impl Store for SqliteStore {
         Ok(open)
     }
 
+    async fn invitation_is_open(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
+        let open: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM invitations WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?)",
+        )
+        .bind(token_hash)
+        .bind(now.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(open)
+    }
+
     async fn enroll(
         &self,
         token_hash: &str,

@@ -1,0 +1,126 @@
+//! Sessions: opening one at login, authenticating a presented token, listing and ending them.
+//! Tokens are 256-bit random values; only their SHA-256 is stored.
+
+use rampart_core::{SessionId, Timestamp, UserId};
+use rampart_crypto::Token;
+use rampart_store::{NewSession, SessionRecord, UserRecord};
+use serde_json::json;
+
+use crate::{new_id, now, App, AppError, Outcome, RequestMeta};
+
+/// A request's proven identity: the session and its (enabled) user, read fresh from the store.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub user: UserRecord,
+    pub session: SessionRecord,
+}
+
+/// Told to live connections so they close when their session or user is ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEnded {
+    Session(SessionId),
+    AllOfUser(UserId),
+}
+
+/// A freshly opened session: the token is shown to the client once.
+#[derive(Debug)]
+pub struct NewSessionIssued {
+    pub token: Token,
+    pub session_id: SessionId,
+    pub expires_at: Timestamp,
+}
+
+impl App {
+    pub(crate) fn new_session_row(&self, user: &UserId, meta: &RequestMeta, at: Timestamp) -> (NewSession, Token) {
+        let token = Token::generate();
+        let row = NewSession {
+            id: SessionId::from_generated(new_id()),
+            token_hash: token.hash().as_str().to_owned(),
+            user_id: user.clone(),
+            created_at: at,
+            expires_at: at.plus_ms(self.inner.config.sessions.lifetime_ms),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        };
+        (row, token)
+    }
+
+    /// Resolves a presented token to a live session of an enabled user.
+    pub async fn authenticate(&self, token: &Token) -> Result<Authenticated, AppError> {
+        let at = now();
+        let policy = self.inner.config.sessions;
+        let Some(session) = self.inner.store.session_by_token_hash(token.hash().as_str()).await? else {
+            return Err(AppError::Unauthenticated);
+        };
+        let idle_deadline = session.last_seen_at.plus_ms(policy.idle_timeout_ms);
+        if at >= session.expires_at || at >= idle_deadline {
+            self.inner.store.delete_session(&session.user_id, &session.id).await?;
+            return Err(AppError::Unauthenticated);
+        }
+        let Some(user) = self.inner.store.user_by_id(&session.user_id).await? else {
+            return Err(AppError::Unauthenticated);
+        };
+        if user.disabled {
+            return Err(AppError::Unauthenticated);
+        }
+        if session.last_seen_at.ms_until(at) >= rampart_core::limits::SESSION_TOUCH_INTERVAL_MS {
+            self.inner.store.touch_session(&session.id, at).await?;
+        }
+        Ok(Authenticated { user, session })
+    }
+
+    /// Whether a session still stands (used by long-lived connections between frames).
+    pub async fn session_is_live(&self, token: &Token) -> bool {
+        self.authenticate(token).await.is_ok()
+    }
+
+    pub async fn list_sessions(&self, auth: &Authenticated) -> Result<Vec<SessionRecord>, AppError> {
+        Ok(self.inner.store.list_sessions(&auth.user.id).await?)
+    }
+
+    /// Ends one of the caller's own sessions. Someone else's session id is "not found".
+    pub async fn revoke_session(&self, auth: &Authenticated, id: &SessionId, meta: &RequestMeta) -> Result<(), AppError> {
+        if !self.inner.store.delete_session(&auth.user.id, id).await? {
+            return Err(AppError::NotFound);
+        }
+        self.notify(SessionEnded::Session(id.clone()));
+        let details = json!({ "session_id": id.as_str() });
+        self.audit(auth.user.id.as_str(), "auth.session.revoked", Some(id.as_str()), Some(meta), Outcome::Success, details)
+            .await
+    }
+
+    /// Ends every session of the caller but the current one.
+    pub async fn revoke_other_sessions(&self, auth: &Authenticated, meta: &RequestMeta) -> Result<u64, AppError> {
+        let ended = self.inner.store.delete_sessions_except(&auth.user.id, Some(&auth.session.id)).await?;
+        self.notify_all_but(&auth.user.id, &auth.session.id);
+        let details = json!({ "ended": ended });
+        self.audit(auth.user.id.as_str(), "auth.session.revoked_others", None, Some(meta), Outcome::Success, details)
+            .await?;
+        Ok(ended)
+    }
+
+    /// Ends the caller's current session.
+    pub async fn logout(&self, auth: &Authenticated, meta: &RequestMeta) -> Result<(), AppError> {
+        self.inner.store.delete_session(&auth.user.id, &auth.session.id).await?;
+        self.notify(SessionEnded::Session(auth.session.id.clone()));
+        self.audit(auth.user.id.as_str(), "auth.logout", None, Some(meta), Outcome::Success, json!({})).await
+    }
+
+    /// Deletes expired and idle sessions; run periodically.
+    pub async fn sweep_sessions(&self) -> Result<u64, AppError> {
+        let at = now();
+        let idle_before = Timestamp(at.0 - self.inner.config.sessions.idle_timeout_ms);
+        Ok(self.inner.store.delete_stale_sessions(at, idle_before).await?)
+    }
+
+    pub(crate) fn notify(&self, event: SessionEnded) {
+        // No live connection listening is fine: nothing to close.
+        let _ = self.inner.session_events.send(event);
+    }
+
+    /// Live connections of `user` other than those of `keep` must close. Connections check their
+    /// own session against the store on this signal.
+    pub(crate) fn notify_all_but(&self, user: &UserId, _keep: &SessionId) {
+        self.notify(SessionEnded::AllOfUser(user.clone()));
+    }
+}

@@ -58,7 +58,9 @@ impl AppError {
             AppError::Throttled { .. } => {
                 "Too many failed sign-in attempts; wait before trying again.".to_owned()
             }
-            AppError::Busy { .. } => "The server is busy signing people in; try again in a moment.".to_owned(),
+            AppError::Busy { .. } => {
+                "The server is busy signing people in; try again in a moment.".to_owned()
+            }
             AppError::UsernameTaken => "That username is taken.".to_owned(),
             other => other.code().default_message().to_owned(),
         }

@@ -11,11 +11,11 @@ mod error;
 mod hashing;
 mod sessions;
 
+pub use accounts::{EnrollInput, LoginInput, LoginOutcome};
+pub use admin::{IssuedInvitation, UserChange};
 pub use audit::Outcome;
 pub use error::AppError;
 pub use hashing::HashPool;
-pub use accounts::{EnrollInput, LoginInput, LoginOutcome};
-pub use admin::{IssuedInvitation, UserChange};
 pub use sessions::{Authenticated, NewSessionIssued, SessionEnded};
 
 use std::sync::Arc;
@@ -67,7 +67,9 @@ impl Default for AppConfig {
                 iterations: limits::ARGON2_ITERATIONS,
                 parallelism: limits::ARGON2_PARALLELISM,
             },
-            hash_workers: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+            hash_workers: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(2),
             hash_queue_max: limits::PASSWORD_HASH_QUEUE_MAX,
         }
     }
@@ -110,10 +112,26 @@ struct Inner {
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, audit: Arc<dyn AuditStore>, config: AppConfig) -> Result<Self, AppError> {
-        let hashes = HashPool::new(config.password_params, config.hash_workers, config.hash_queue_max)?;
+    pub fn new(
+        store: Arc<dyn Store>,
+        audit: Arc<dyn AuditStore>,
+        config: AppConfig,
+    ) -> Result<Self, AppError> {
+        let hashes = HashPool::new(
+            config.password_params,
+            config.hash_workers,
+            config.hash_queue_max,
+        )?;
         let (session_events, _) = broadcast::channel(SESSION_EVENTS_QUEUE_LEN);
-        Ok(Self { inner: Arc::new(Inner { store, audit, hashes, config, session_events }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                audit,
+                hashes,
+                config,
+                session_events,
+            }),
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -1,2 +1,35 @@
+//! The `rampart` binary: thin glue. It parses the command line and hands off to `cli`; exit status
+//! 0 on success, 1 on failure with a one-line reason on stderr, 2 on bad usage (clap's own).
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod cli;
+mod config;
+mod fsutil;
+mod http;
+mod server;
+mod tls;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rampart: cannot start the async runtime: {error}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the chain of causes joined, never a backtrace.
+            let reason = format!("{error:#}").replace('\n', " ");
+            eprintln!("rampart: {reason}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The command line: one module per subcommand. Flags override the config file; the config file
+//! overrides defaults.
+
+mod invite;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, RawConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rampart",
+    version,
+    about = "Self-hosted enterprise messaging with the hardening built in."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Create a one-time invitation and print only its token on stdout.
+    Invite(InviteArgs),
+}
+
+/// Flags every subcommand that touches a deployment shares.
+#[derive(Debug, Args)]
+pub struct DeploymentArgs {
+    /// The config file (TOML); see rampart.example.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub key_dir: Option<PathBuf>,
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// HTTPS address, e.g. 0.0.0.0:443.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Admin listener address (loopback or VPN only).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<String>,
+    /// Plain-HTTP listener that only redirects to HTTPS.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// The https:// origin browsers use to reach this server.
+    #[arg(long, value_name = "URL")]
+    pub public_origin: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// The role the invitation grants.
+    #[arg(long, value_parser = ["owner", "admin", "member", "guest"])]
+    pub role: String,
+    /// Hours until the invitation expires (default 72, at most 720).
+    #[arg(long, value_name = "HOURS")]
+    pub expires_in_hours: Option<u32>,
+}
+
+/// Reads the config file if one is named, then lays the shared flags over it.
+fn load(deployment: &DeploymentArgs, extra: impl FnOnce(&mut RawConfig)) -> anyhow::Result<Config> {
+    let mut raw = match &deployment.config {
+        Some(path) => config::read_file(path)?,
+        None => RawConfig::default(),
+    };
+    if let Some(dir) = &deployment.data_dir {
+        raw.data_dir = Some(dir.clone());
+    }
+    if let Some(dir) = &deployment.key_dir {
+        raw.key_dir = Some(dir.clone());
+    }
+    if let Some(url) = &deployment.database_url {
+        raw.database_url = Some(url.clone());
+    }
+    extra(&mut raw);
+    Ok(raw.validate()?)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = load(&args.deployment, |raw| {
+                for (slot, flag) in [
+                    (&mut raw.listen, &args.listen),
+                    (&mut raw.admin_listen, &args.admin_listen),
+                    (&mut raw.http_listen, &args.http_listen),
+                    (&mut raw.nats_url, &args.nats_url),
+                    (&mut raw.public_origin, &args.public_origin),
+                ] {
+                    if flag.is_some() {
+                        slot.clone_from(flag);
+                    }
+                }
+            })?;
+            serve::run(config).await
+        }
+        Command::Invite(args) => {
+            let config = load(&args.deployment, |_| {})?;
+            invite::run(config, &args.role, args.expires_in_hours).await
+        }
+    }
+}

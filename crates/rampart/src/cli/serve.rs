@@ -1,0 +1,268 @@
+//! `rampart serve`: open the deployment, set up TLS, bind the listeners, issue the first owner's
+//! enrollment link if the server has no account, then serve until SIGTERM or Ctrl-C.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rampart_app::Outcome;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, LogFormat};
+use crate::http::{self, AppState};
+use crate::server::{bind, ConnectionLimiter, Listener};
+use crate::{fsutil, tls};
+
+/// How often expired and idle sessions are deleted.
+const SESSION_SWEEP_INTERVAL_MS: u64 = 10 * 60 * 1000;
+/// The file, in `key_dir`, holding the first owner's enrollment link.
+pub const OWNER_ENROLLMENT_FILE: &str = "owner-enrollment.txt";
+
+pub fn init_logging(config: &Config, to_stdout: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},hyper=warn,sqlx=warn,rustls=warn",
+            config.log_level
+        ))
+    });
+    let ansi = if to_stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi);
+    let result = match (config.log_format, to_stdout) {
+        (LogFormat::Json, true) => builder.json().with_writer(std::io::stdout).try_init(),
+        (LogFormat::Json, false) => builder.json().with_writer(std::io::stderr).try_init(),
+        (LogFormat::Text, true) => builder.with_writer(std::io::stdout).try_init(),
+        (LogFormat::Text, false) => builder.with_writer(std::io::stderr).try_init(),
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = result;
+}
+
+/// Opens the directories and stores of a deployment and builds the application.
+pub async fn open_app(config: &Config) -> anyhow::Result<rampart_app::App> {
+    for dir in [&config.data_dir, &config.key_dir, &config.audit_dir] {
+        fsutil::ensure_private_dir(dir)?;
+    }
+    fsutil::check_private_dir(&config.key_dir)?;
+    let store = rampart_store::SqliteStore::open(&config.data_dir.join("rampart.db"))
+        .await
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let audit = rampart_store::SqliteAuditStore::open(&config.audit_dir.join("audit.db"))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the audit log in {}",
+                config.audit_dir.display()
+            )
+        })?;
+    rampart_app::App::new(Arc::new(store), Arc::new(audit), config.app.clone())
+        .map_err(|e| anyhow::anyhow!("cannot start the application: {e}"))
+}
+
+fn tls_acceptor(config: &Config) -> anyhow::Result<(TlsAcceptor, Arc<tls::ReloadingResolver>)> {
+    let (cert_file, key_file) = match &config.tls_files {
+        Some((cert, key)) => (cert.clone(), key.clone()),
+        None => {
+            let host = config.public_origin.as_deref().and_then(origin_host);
+            let (cert, key, made) = tls::ensure_dev_certificate(&config.key_dir, host.as_deref())?;
+            tracing::warn!(
+                made_now = made,
+                ca = %config.key_dir.join("dev-ca.pem").display(),
+                "USING A DEVELOPMENT CERTIFICATE from a local CA that no browser trusts. Production needs a \
+                 certificate from a real CA: set tls.cert_file and tls.key_file in rampart.toml"
+            );
+            (cert, key)
+        }
+    };
+    let resolver = tls::ReloadingResolver::load(&cert_file, &key_file)?;
+    let acceptor = TlsAcceptor::from(tls::server_config(Arc::clone(&resolver))?);
+    Ok((acceptor, resolver))
+}
+
+/// `chat.example.com` from `https://chat.example.com:8443`.
+fn origin_host(origin: &str) -> Option<String> {
+    let rest = origin.strip_prefix("https://")?;
+    if let Some(bracketed) = rest.strip_prefix('[') {
+        return bracketed.split(']').next().map(str::to_owned);
+    }
+    rest.split(':').next().map(str::to_owned)
+}
+
+async fn write_owner_enrollment(
+    config: &Config,
+    app: &rampart_app::App,
+    origin: &str,
+) -> anyhow::Result<()> {
+    let path = config.key_dir.join(OWNER_ENROLLMENT_FILE);
+    match app
+        .first_owner_invitation()
+        .await
+        .map_err(|e| anyhow::anyhow!("first owner invitation: {e}"))?
+    {
+        Some(issued) => {
+            let link = http::admin_enrollment_url(origin, issued.token.expose());
+            let text = format!(
+                "Rampart owner enrollment (one use, expires {}):\n{link}\n\nOr with curl:\n  \
+                 curl --cacert {} -H 'Content-Type: application/json' {origin}/api/v1/auth/enroll \\\n    \
+                 -d '{{\"token\":\"{}\",\"username\":\"owner\",\"display_name\":\"Owner\",\"password\":\"<a long passphrase>\"}}'\n",
+                http::wire::rfc3339(issued.expires_at),
+                config.key_dir.join("dev-ca.pem").display(),
+                issued.token.expose(),
+            );
+            fsutil::write_private(&path, text.as_bytes())?;
+            tracing::warn!(file = %path.display(), "no account exists yet: the owner's one-time enrollment link is in this file (mode 0600)");
+            if std::io::stdout().is_terminal() {
+                println!("\nEnroll the first owner (one use): {link}\n");
+            }
+        }
+        None if app.has_no_users().await.unwrap_or(false) => {
+            tracing::warn!(
+                file = %path.display(),
+                "no account exists yet: use the enrollment link written earlier to this file, or `rampart invite --role owner`"
+            );
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    init_logging(&config, true);
+    let app = open_app(&config).await?;
+    let (acceptor, resolver) = tls_acceptor(&config)?;
+
+    let main_listener = bind(config.listen, "HTTPS").await?;
+    let bound = main_listener.local_addr()?;
+    let public_origin = config
+        .public_origin
+        .clone()
+        .unwrap_or_else(|| format!("https://localhost:{}", bound.port()));
+    let state = AppState {
+        app: app.clone(),
+        limits: config.limits,
+        public_origin: public_origin.clone(),
+    };
+    let connections = ConnectionLimiter::new(
+        config.limits.connections_per_ip_max,
+        config.limits.connections_max,
+    );
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let https = Listener {
+        router: http::router(state.clone()),
+        tls: Some(acceptor.clone()),
+        limits: config.limits,
+        connections: connections.clone(),
+    };
+    tasks.spawn(https.run(main_listener, shutdown_rx.clone()));
+    if let Some(addr) = config.http_listen {
+        let listener = bind(addr, "HTTP redirect").await?;
+        tracing::info!(url = %format!("http://{}", listener.local_addr()?), "redirecting plain HTTP to {public_origin}");
+        let redirect = Listener {
+            router: http::redirect::router(public_origin.clone()),
+            tls: None,
+            limits: config.limits,
+            connections: connections.clone(),
+        };
+        tasks.spawn(redirect.run(listener, shutdown_rx.clone()));
+    }
+    if let Some(addr) = config.admin_listen {
+        let listener = bind(addr, "admin").await?;
+        tracing::info!(url = %format!("https://{}", listener.local_addr()?), "admin listener (health)");
+        let admin = Listener {
+            router: http::admin_router(state.clone()),
+            tls: Some(acceptor),
+            limits: config.limits,
+            connections,
+        };
+        tasks.spawn(admin.run(listener, shutdown_rx.clone()));
+    }
+
+    resolver.spawn_watcher(Duration::from_millis(config.tls_reload_poll_ms));
+    spawn_session_sweeper(app.clone());
+    write_owner_enrollment(&config, &app, &public_origin).await?;
+    app.audit(
+        "system",
+        "server.start",
+        None,
+        None,
+        Outcome::Success,
+        serde_json::json!({ "listen": bound.to_string() }),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
+    tracing::info!(url = %format!("https://{bound}"), public_origin = %public_origin, "rampart is listening on https://{bound}");
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down: no new connections; draining open ones");
+    let _ = shutdown_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    app.audit(
+        "system",
+        "server.stop",
+        None,
+        None,
+        Outcome::Success,
+        serde_json::json!({}),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_session_sweeper(app: rampart_app::App) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(SESSION_SWEEP_INTERVAL_MS));
+        loop {
+            ticker.tick().await;
+            match app.sweep_sessions().await {
+                Ok(0) => {}
+                Ok(ended) => tracing::info!(ended, "expired sessions removed"),
+                Err(error) => tracing::warn!(%error, "session sweep failed"),
+            }
+        }
+    });
+}
+
+async fn wait_for_shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_host;
+
+    #[test]
+    fn origin_host_strips_scheme_and_port() {
+        assert_eq!(
+            origin_host("https://chat.example.com:8443").as_deref(),
+            Some("chat.example.com")
+        );
+        assert_eq!(
+            origin_host("https://chat.example.com").as_deref(),
+            Some("chat.example.com")
+        );
+        assert_eq!(origin_host("https://[::1]:8443").as_deref(), Some("::1"));
+    }
+}

@@ -1,0 +1,527 @@
+//! Configuration, parsed in two stages: `RawConfig` is what `rampart.toml` and the flags say (every
+//! key optional, unknown keys refused), `Config` is the validated result every other module takes.
+//! A bad value names its key and says why; nothing downstream re-checks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rampart_core::limits;
+use rampart_core::throttle::ThrottlePolicy;
+use rampart_crypto::PasswordParams;
+use serde::Deserialize;
+
+/// A configuration problem: the key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub key_dir: Option<PathBuf>,
+    pub audit_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub public_origin: Option<String>,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
+    pub login: RawLogin,
+    #[serde(default)]
+    pub password_hash: RawPasswordHash,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub reload_poll_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub body_bytes_max: Option<usize>,
+    pub header_bytes_max: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub tls_handshake_timeout_ms: Option<u64>,
+    pub connections_per_ip_max: Option<u32>,
+    pub connections_max: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub idle_timeout_minutes: Option<i64>,
+    pub lifetime_hours: Option<i64>,
+    pub per_user_max: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogin {
+    pub account_free_failures: Option<u32>,
+    pub account_lock_failures: Option<u32>,
+    pub ip_free_failures: Option<u32>,
+    pub ip_lock_failures: Option<u32>,
+    pub backoff_ms_base: Option<i64>,
+    pub backoff_ms_max: Option<i64>,
+    pub lock_minutes: Option<i64>,
+    pub window_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPasswordHash {
+    pub memory_kib: Option<u32>,
+    pub iterations: Option<u32>,
+    pub workers: Option<usize>,
+    pub queue_max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Limits of the HTTP edge.
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeLimits {
+    pub body_bytes_max: usize,
+    pub header_bytes_max: usize,
+    pub request_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub tls_handshake_timeout_ms: u64,
+    pub connections_per_ip_max: u32,
+    pub connections_max: u32,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub http_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub key_dir: PathBuf,
+    pub audit_dir: PathBuf,
+    /// `None`: the public origin is `https://localhost:<bound port>`.
+    pub public_origin: Option<String>,
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    pub tls_reload_poll_ms: u64,
+    pub limits: EdgeLimits,
+    pub app: rampart_app::AppConfig,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// Reads `path` as TOML into a `RawConfig`.
+pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        bad(
+            "--config",
+            format!("cannot read {}: {}", path.display(), e.kind()),
+        )
+    })?;
+    // toml's message names the key and line; it never holds more of the file than that line.
+    toml::from_str(&text).map_err(|e| bad("rampart.toml", e.message().to_owned()))
+}
+
+fn addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        bad(
+            key,
+            format!("`{text}` is not an address:port such as 127.0.0.1:8443"),
+        )
+    })
+}
+
+fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value < min || value > max {
+        return Err(bad(
+            key,
+            format!("must be between {min} and {max} (got {value})"),
+        ));
+    }
+    Ok(value)
+}
+
+fn origin(text: &str) -> Result<String, ConfigError> {
+    let trimmed = text.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .ok_or_else(|| bad("public_origin", "must start with https://"))?;
+    let plain = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !plain {
+        return Err(bad(
+            "public_origin",
+            "must be https://host or https://host:port, with no path",
+        ));
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
+
+impl RawConfig {
+    /// Validates every key; the first bad one is reported.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        if let Some(url) = &self.database_url {
+            if !url.starts_with("sqlite:") {
+                return Err(bad("database_url", "only the embedded SQLite store is available in this build; PostgreSQL support is not built yet"));
+            }
+        }
+        if self.nats_url.is_some() {
+            return Err(bad(
+                "nats_url",
+                "clustering over NATS is not built yet; run a single node",
+            ));
+        }
+        let listen = addr("listen", self.listen.as_deref().unwrap_or("127.0.0.1:8443"))?;
+        let http_listen = self
+            .http_listen
+            .as_deref()
+            .map(|a| addr("http_listen", a))
+            .transpose()?;
+        let admin_listen = self
+            .admin_listen
+            .as_deref()
+            .map(|a| addr("admin_listen", a))
+            .transpose()?;
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./rampart-data"));
+        let key_dir = self
+            .key_dir
+            .unwrap_or_else(|| PathBuf::from("./rampart-keys"));
+        let audit_dir = self
+            .audit_dir
+            .unwrap_or_else(|| PathBuf::from("./rampart-audit"));
+        if data_dir == key_dir {
+            return Err(bad(
+                "key_dir",
+                "must not be the same directory as data_dir: keys are kept apart from data",
+            ));
+        }
+        if data_dir == audit_dir {
+            return Err(bad(
+                "audit_dir",
+                "must not be the same directory as data_dir",
+            ));
+        }
+        let public_origin = self.public_origin.as_deref().map(origin).transpose()?;
+        let tls_files =
+            match (self.tls.cert_file, self.tls.key_file) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err(bad(
+                    "tls",
+                    "set both cert_file and key_file, or neither (for a development certificate)",
+                )),
+            };
+        let tls_reload_poll_ms = ranged(
+            "tls.reload_poll_ms",
+            self.tls.reload_poll_ms,
+            limits::TLS_RELOAD_POLL_MS,
+            100,
+            3_600_000,
+        )?;
+        let l = self.limits;
+        let limits = EdgeLimits {
+            body_bytes_max: ranged(
+                "limits.body_bytes_max",
+                l.body_bytes_max,
+                limits::HTTP_BODY_BYTES_MAX,
+                1024,
+                16 << 20,
+            )?,
+            header_bytes_max: ranged(
+                "limits.header_bytes_max",
+                l.header_bytes_max,
+                limits::HTTP_HEADER_BYTES_MAX,
+                8192,
+                1 << 20,
+            )?,
+            request_timeout_ms: ranged(
+                "limits.request_timeout_ms",
+                l.request_timeout_ms,
+                limits::HTTP_REQUEST_TIMEOUT_MS,
+                100,
+                600_000,
+            )?,
+            idle_timeout_ms: ranged(
+                "limits.idle_timeout_ms",
+                l.idle_timeout_ms,
+                limits::HTTP_IDLE_TIMEOUT_MS,
+                100,
+                3_600_000,
+            )?,
+            tls_handshake_timeout_ms: ranged(
+                "limits.tls_handshake_timeout_ms",
+                l.tls_handshake_timeout_ms,
+                limits::TLS_HANDSHAKE_TIMEOUT_MS,
+                100,
+                120_000,
+            )?,
+            connections_per_ip_max: ranged(
+                "limits.connections_per_ip_max",
+                l.connections_per_ip_max,
+                limits::CONNECTIONS_PER_IP_MAX,
+                1,
+                1_000_000,
+            )?,
+            connections_max: ranged(
+                "limits.connections_max",
+                l.connections_max,
+                limits::CONNECTIONS_MAX,
+                1,
+                10_000_000,
+            )?,
+        };
+        let app = app_config(self.sessions, self.login, self.password_hash)?;
+        let log_format = match self.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(bad(
+                    "log.format",
+                    format!("must be \"text\" or \"json\" (got \"{other}\")"),
+                ))
+            }
+        };
+        let log_level = self.log.level.unwrap_or_else(|| "info".to_owned());
+        if !matches!(
+            log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(bad(
+                "log.level",
+                "must be one of error, warn, info, debug, trace",
+            ));
+        }
+        Ok(Config {
+            listen,
+            http_listen,
+            admin_listen,
+            data_dir,
+            key_dir,
+            audit_dir,
+            public_origin,
+            tls_files,
+            tls_reload_poll_ms,
+            limits,
+            app,
+            log_format,
+            log_level,
+        })
+    }
+}
+
+fn app_config(
+    s: RawSessions,
+    l: RawLogin,
+    p: RawPasswordHash,
+) -> Result<rampart_app::AppConfig, ConfigError> {
+    let mut app = rampart_app::AppConfig::default();
+    let minute_ms = 60_000_i64;
+    app.sessions.idle_timeout_ms = ranged(
+        "sessions.idle_timeout_minutes",
+        s.idle_timeout_minutes,
+        limits::SESSION_IDLE_TIMEOUT_MS / minute_ms,
+        1,
+        525_600,
+    )? * minute_ms;
+    app.sessions.lifetime_ms = ranged(
+        "sessions.lifetime_hours",
+        s.lifetime_hours,
+        limits::SESSION_LIFETIME_MS / 3_600_000,
+        1,
+        8_760,
+    )? * 3_600_000;
+    app.sessions.per_user_max = ranged(
+        "sessions.per_user_max",
+        s.per_user_max,
+        limits::SESSIONS_PER_USER_MAX,
+        1,
+        10_000,
+    )?;
+    let account = ThrottlePolicy {
+        free_failures: ranged(
+            "login.account_free_failures",
+            l.account_free_failures,
+            limits::LOGIN_ACCOUNT_FREE_FAILURES,
+            0,
+            1_000,
+        )?,
+        lock_failures: ranged(
+            "login.account_lock_failures",
+            l.account_lock_failures,
+            limits::LOGIN_ACCOUNT_LOCK_FAILURES,
+            1,
+            100_000,
+        )?,
+        backoff_ms_base: ranged(
+            "login.backoff_ms_base",
+            l.backoff_ms_base,
+            limits::LOGIN_BACKOFF_MS_BASE,
+            1,
+            3_600_000,
+        )?,
+        backoff_ms_max: ranged(
+            "login.backoff_ms_max",
+            l.backoff_ms_max,
+            limits::LOGIN_BACKOFF_MS_MAX,
+            1,
+            86_400_000,
+        )?,
+        lock_ms: ranged(
+            "login.lock_minutes",
+            l.lock_minutes,
+            limits::LOGIN_LOCK_MS / minute_ms,
+            1,
+            10_080,
+        )? * minute_ms,
+        window_ms: ranged(
+            "login.window_minutes",
+            l.window_minutes,
+            limits::LOGIN_FAILURE_WINDOW_MS / minute_ms,
+            1,
+            10_080,
+        )? * minute_ms,
+    };
+    let ip = ThrottlePolicy {
+        free_failures: ranged(
+            "login.ip_free_failures",
+            l.ip_free_failures,
+            limits::LOGIN_IP_FREE_FAILURES,
+            0,
+            100_000,
+        )?,
+        lock_failures: ranged(
+            "login.ip_lock_failures",
+            l.ip_lock_failures,
+            limits::LOGIN_IP_LOCK_FAILURES,
+            1,
+            1_000_000,
+        )?,
+        ..account
+    };
+    if account.lock_failures <= account.free_failures || ip.lock_failures <= ip.free_failures {
+        return Err(bad(
+            "login",
+            "lock_failures must be greater than free_failures",
+        ));
+    }
+    app.account_throttle = account;
+    app.ip_throttle = ip;
+    app.password_params = PasswordParams {
+        memory_kib: ranged(
+            "password_hash.memory_kib",
+            p.memory_kib,
+            limits::ARGON2_MEMORY_KIB,
+            limits::ARGON2_MEMORY_KIB,
+            4 << 20,
+        )?,
+        iterations: ranged(
+            "password_hash.iterations",
+            p.iterations,
+            limits::ARGON2_ITERATIONS,
+            limits::ARGON2_ITERATIONS,
+            100,
+        )?,
+        parallelism: limits::ARGON2_PARALLELISM,
+    };
+    app.hash_workers = ranged("password_hash.workers", p.workers, app.hash_workers, 1, 256)?;
+    app.hash_queue_max = ranged(
+        "password_hash.queue_max",
+        p.queue_max,
+        limits::PASSWORD_HASH_QUEUE_MAX,
+        0,
+        100_000,
+    )?;
+    Ok(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str::<RawConfig>(text)
+            .map_err(|e| bad("toml", e.to_string()))?
+            .validate()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let config = parse("").expect("defaults");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(config.limits.body_bytes_max, limits::HTTP_BODY_BYTES_MAX);
+    }
+
+    #[test]
+    fn the_example_config_validates() {
+        let text = include_str!("../../../rampart.example.toml");
+        parse(text).expect("the example config must be valid");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let error = parse("[limits]\nbody_bytes_max = 1").expect_err("too small");
+        assert_eq!(error.key, "limits.body_bytes_max");
+        let error = parse("public_origin = \"http://chat.example.com\"").expect_err("not https");
+        assert_eq!(error.key, "public_origin");
+        let error = parse("[password_hash]\nmemory_kib = 1024").expect_err("below the floor");
+        assert_eq!(error.key, "password_hash.memory_kib");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<RawConfig>("lisen = \"127.0.0.1:1\"").is_err());
+        assert!(toml::from_str::<RawConfig>("[limits]\nbody_max = 1").is_err());
+    }
+
+    #[test]
+    fn keys_and_data_must_live_apart() {
+        let error = parse("data_dir = \"/x\"\nkey_dir = \"/x\"").expect_err("same dir");
+        assert_eq!(error.key, "key_dir");
+    }
+}

@@ -1,0 +1,226 @@
+//! The listeners: accept TCP, cap connections per client IP and in all, finish the TLS handshake
+//! within a deadline, then serve HTTP/1.1 or HTTP/2 (by ALPN) with bounded heads and idle
+//! timeouts. On shutdown the listener stops accepting and open connections are drained, then cut.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rampart_core::limits;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::config::EdgeLimits;
+
+/// Counts open connections per client IP and in all.
+#[derive(Debug)]
+pub struct ConnectionLimiter {
+    open: Mutex<OpenConnections>,
+    per_ip_max: u32,
+    total_max: u32,
+}
+
+#[derive(Debug, Default)]
+struct OpenConnections {
+    per_ip: HashMap<IpAddr, u32>,
+    total: u32,
+}
+
+/// Holds one connection's place; dropping it frees the place.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    limiter: Arc<ConnectionLimiter>,
+    ip: IpAddr,
+}
+
+impl ConnectionLimiter {
+    pub fn new(per_ip_max: u32, total_max: u32) -> Arc<Self> {
+        Arc::new(Self {
+            open: Mutex::new(OpenConnections::default()),
+            per_ip_max,
+            total_max,
+        })
+    }
+
+    /// A place for a connection from `ip`, or `None` when its cap or the total cap is reached.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let mut open = self.open.lock().ok()?;
+        let mine = open.per_ip.get(&ip).copied().unwrap_or(0);
+        if mine >= self.per_ip_max || open.total >= self.total_max {
+            return None;
+        }
+        open.per_ip.insert(ip, mine + 1);
+        open.total += 1;
+        Some(ConnectionSlot {
+            limiter: Arc::clone(self),
+            ip,
+        })
+    }
+
+    pub fn open_connections(&self) -> u32 {
+        self.open.lock().map(|open| open.total).unwrap_or(0)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.limiter.open.lock() {
+            open.total = open.total.saturating_sub(1);
+            if let Some(count) = open.per_ip.get_mut(&self.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    open.per_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// Pause after an accept error (such as running out of file descriptors) before trying again.
+const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+/// HTTP/2 keep-alive pings find dead peers.
+const HTTP2_PING_INTERVAL_MS: u64 = 20_000;
+
+fn http_builder(limits: &EdgeLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Also the idle keep-alive timeout: hyper starts it whenever it waits for a request head.
+        .header_read_timeout(Duration::from_millis(limits.idle_timeout_ms))
+        .max_buf_size(limits.header_bytes_max.max(8192))
+        .max_headers(limits::HTTP_HEADERS_COUNT_MAX);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits::HTTP2_STREAMS_PER_CONNECTION_MAX)
+        .max_header_list_size(u32::try_from(limits.header_bytes_max).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_millis(HTTP2_PING_INTERVAL_MS))
+        .keep_alive_timeout(Duration::from_millis(HTTP2_PING_INTERVAL_MS));
+    builder
+}
+
+/// What a listener serves and how.
+#[derive(Clone)]
+pub struct Listener {
+    pub router: Router,
+    /// `None`: plain HTTP (the redirect listener only).
+    pub tls: Option<TlsAcceptor>,
+    pub limits: EdgeLimits,
+    pub connections: Arc<ConnectionLimiter>,
+}
+
+impl Listener {
+    /// Accepts until `shutdown` turns true, then drains open connections for at most
+    /// `SHUTDOWN_DRAIN_MS`.
+    pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let graceful = GracefulShutdown::new();
+        let builder = Arc::new(http_builder(&self.limits));
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.changed() => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
+                    continue;
+                }
+            };
+            let Some(slot) = self.connections.try_acquire(peer.ip()) else {
+                let open = self.connections.open_connections();
+                tracing::debug!(ip = %peer.ip(), open, "connection refused: connection cap reached");
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let watcher = graceful.watcher();
+            let this = self.clone();
+            let builder = Arc::clone(&builder);
+            tokio::spawn(async move {
+                let _slot = slot;
+                let service = this.router.clone().map_request(
+                    move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        request
+                    },
+                );
+                let service = TowerToHyperService::new(service);
+                let result = match &this.tls {
+                    Some(acceptor) => {
+                        let deadline = Duration::from_millis(this.limits.tls_handshake_timeout_ms);
+                        let stream = match tokio::time::timeout(deadline, acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, ip = %peer.ip(), "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(ip = %peer.ip(), "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    None => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        let drain = Duration::from_millis(limits::SHUTDOWN_DRAIN_MS);
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the drain time; closing them");
+        }
+    }
+}
+
+/// Binds a TCP listener with a clear error.
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({what}): {}", e.kind()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_caps_per_ip_and_in_all_and_frees_on_drop() {
+        let limiter = ConnectionLimiter::new(2, 3);
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let b: IpAddr = "192.0.2.2".parse().expect("ip");
+        let first = limiter.try_acquire(a).expect("first");
+        let _second = limiter.try_acquire(a).expect("second");
+        assert!(limiter.try_acquire(a).is_none(), "per-IP cap");
+        let _third = limiter.try_acquire(b).expect("other ip");
+        assert!(limiter.try_acquire(b).is_none(), "total cap");
+        drop(first);
+        assert!(limiter.try_acquire(b).is_some(), "a freed place is reused");
+        assert_eq!(limiter.open_connections(), 3);
+    }
+}

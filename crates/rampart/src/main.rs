@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod fsutil;
 mod http;
+mod prefixed;
 mod server;
 mod tls;
 

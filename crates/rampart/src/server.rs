@@ -14,12 +14,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rampart_core::limits;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::EdgeLimits;
+use crate::prefixed::Prefixed;
 
 /// Counts open connections per client IP and in all.
 #[derive(Debug)]
@@ -156,6 +158,7 @@ impl Listener {
                     },
                 );
                 let service = TowerToHyperService::new(service);
+                let first_bytes = Duration::from_millis(this.limits.idle_timeout_ms);
                 let result = match &this.tls {
                     Some(acceptor) => {
                         let deadline = Duration::from_millis(this.limits.tls_handshake_timeout_ms);
@@ -172,13 +175,26 @@ impl Listener {
                                 return;
                             }
                         };
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let Some(io) = first_read(stream, first_bytes).await else {
+                            return;
+                        };
+                        let builder = if h2 {
+                            builder.as_ref().clone().http2_only()
+                        } else {
+                            builder.as_ref().clone().http1_only()
+                        };
                         let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                         watcher.watch(conn.into_owned()).await
                     }
                     None => {
+                        let Some(io) = first_read(tcp, first_bytes).await else {
+                            return;
+                        };
+                        let builder = builder.as_ref().clone().http1_only();
                         let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                            builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                         watcher.watch(conn.into_owned()).await
                     }
                 };
@@ -195,6 +211,26 @@ impl Listener {
         {
             tracing::warn!("connections still open after the drain time; closing them");
         }
+    }
+}
+
+/// Bytes read ahead to see that a client speaks at all.
+const FIRST_READ_BYTES: usize = 1024;
+
+/// Waits up to `deadline` for the client's first bytes; `None` when it sends none (or closes).
+/// Hyper's own timers take over from there, so no connection idles unbounded before its first
+/// request, whatever the protocol.
+async fn first_read<S: AsyncRead + Unpin>(
+    mut stream: S,
+    deadline: Duration,
+) -> Option<Prefixed<S>> {
+    let mut buffer = vec![0u8; FIRST_READ_BYTES];
+    match tokio::time::timeout(deadline, stream.read(&mut buffer)).await {
+        Ok(Ok(n)) if n > 0 => {
+            buffer.truncate(n);
+            Some(Prefixed::new(buffer, stream))
+        }
+        _ => None,
     }
 }
 
@@ -220,7 +256,7 @@ mod tests {
         let _third = limiter.try_acquire(b).expect("other ip");
         assert!(limiter.try_acquire(b).is_none(), "total cap");
         drop(first);
-        assert!(limiter.try_acquire(b).is_some(), "a freed place is reused");
+        let _reused = limiter.try_acquire(b).expect("a freed place is reused");
         assert_eq!(limiter.open_connections(), 3);
     }
 }

@@ -1,0 +1,9 @@
+//! Integration tests of the real `rampart` binary over real TLS: one binary, a module per
+//! user-facing capability.
+
+mod accounts;
+mod admin;
+mod cli;
+mod edge;
+mod support;
+mod tls;

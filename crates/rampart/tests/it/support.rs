@@ -1,0 +1,327 @@
+//! Test support: starts the real `rampart` binary on a free loopback port with fresh temporary
+//! directories, waits for it to say where it listens, and gives an HTTPS client that trusts its
+//! development CA (or a given CA). Every test talks to a real server over real TLS.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+pub const PASSWORD: &str = "correct horse battery staple";
+/// How long a starting server may take to say it listens.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+pub struct Dirs {
+    pub root: tempfile::TempDir,
+}
+
+impl Dirs {
+    pub fn new() -> Self {
+        Self {
+            root: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+    pub fn keys(&self) -> PathBuf {
+        self.root.path().join("keys")
+    }
+    pub fn audit(&self) -> PathBuf {
+        self.root.path().join("audit")
+    }
+    /// Writes a config file (with audit_dir set) and returns its path.
+    pub fn config(&self, extra: &str) -> PathBuf {
+        let path = self.root.path().join("rampart.toml");
+        let text = format!("audit_dir = \"{}\"\n{extra}", self.audit().display());
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub base: String,
+    pub log: Arc<Mutex<String>>,
+    pub dirs: Arc<Dirs>,
+    pub config: PathBuf,
+}
+
+impl Server {
+    /// Starts a server with the given extra config text and extra flags.
+    pub fn start_with(dirs: Arc<Dirs>, config_text: &str, flags: &[&str]) -> Server {
+        let port = free_port();
+        let config = dirs.config(config_text);
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dirs.data())
+            .arg("--key-dir")
+            .arg(dirs.keys())
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn rampart");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let log = Arc::clone(&log);
+            let ready_tx = ready_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains("rampart is listening on") {
+                        let _ = ready_tx.send(());
+                    }
+                    log.lock().expect("log").push_str(&(line + "\n"));
+                }
+            });
+        }
+        if ready_rx.recv_timeout(START_TIMEOUT).is_err() {
+            let _ = child.kill();
+            panic!("server did not start; log:\n{}", log.lock().expect("log"));
+        }
+        Server {
+            child,
+            port,
+            base: format!("https://localhost:{port}"),
+            log,
+            dirs,
+            config,
+        }
+    }
+
+    pub fn start() -> Server {
+        Self::start_with(Arc::new(Dirs::new()), "", &[])
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn origin(&self) -> String {
+        self.base.clone()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// Stops the server with SIGTERM-equivalent (kill) and waits.
+    pub fn stop(mut self) -> Arc<Dirs> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Arc::clone(&self.dirs);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Arc::clone(&self.dirs)
+    }
+
+    /// The development CA the server wrote.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dirs.keys().join("dev-ca.pem")).expect("dev CA")
+    }
+
+    /// A client that trusts the server's CA, keeps cookies, and sends no Origin by default.
+    pub fn client(&self) -> reqwest::Client {
+        client_trusting(&[self.ca_pem()], true)
+    }
+
+    /// Runs `rampart invite` against this deployment and returns the token.
+    pub fn invite(&self, role: &str) -> String {
+        let output = Command::new(BIN)
+            .arg("invite")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.dirs.data())
+            .arg("--key-dir")
+            .arg(self.dirs.keys())
+            .arg("--role")
+            .arg(role)
+            .output()
+            .expect("run invite");
+        assert!(
+            output.status.success(),
+            "invite failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
+    }
+
+    /// Enrolls a user with a fresh name through an invitation for `role` and logs in (token mode).
+    pub async fn user(&self, role: &str) -> User {
+        let token = self.invite(role);
+        self.enroll_with(&token, role).await
+    }
+
+    pub async fn enroll_with(&self, invitation: &str, label: &str) -> User {
+        let client = self.client();
+        let username = unique(label);
+        let response = client
+            .post(self.url("/api/v1/auth/enroll"))
+            .json(&json!({ "token": invitation, "username": username, "password": PASSWORD, "display_name": format!("{label} user") }))
+            .send()
+            .await
+            .expect("enroll");
+        assert_eq!(
+            response.status(),
+            201,
+            "enroll: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let body: Value = response.json().await.expect("json");
+        let id = body["user"]["id"].as_str().expect("id").to_owned();
+        let token = self.login_token(&username, PASSWORD).await;
+        User {
+            id,
+            username,
+            token,
+        }
+    }
+
+    pub async fn login_token(&self, username: &str, password: &str) -> String {
+        let response = self
+            .client()
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({ "username": username, "password": password, "mode": "token" }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(
+            response.status(),
+            200,
+            "login: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let body: Value = response.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub token: String,
+}
+
+impl User {
+    pub fn bearer(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", self.token)).expect("header"),
+        );
+        headers
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}{n}x{:x}", nanos % 0xffff)
+}
+
+/// A rustls client config trusting exactly `cas`, for the given protocol versions.
+pub fn rustls_client(
+    cas: &[Vec<u8>],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in cas {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            roots.add(cert.expect("CA PEM")).expect("add CA");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// An HTTPS client trusting `cas` (HTTP/2 and HTTP/1.1 by ALPN).
+pub fn client_trusting(cas: &[Vec<u8>], cookies: bool) -> reqwest::Client {
+    let mut tls = rustls_client(cas, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .cookie_store(cookies)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Asserts the API.md error format with the given status and code, and returns the body.
+pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let actual = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "status for {text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type} for {text}"
+    );
+    let body: Value = serde_json::from_str(&text).expect("json error body");
+    assert_eq!(body["error"]["code"], code, "{text}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{text}"
+    );
+    body
+}

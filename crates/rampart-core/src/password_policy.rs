@@ -96,7 +96,8 @@ fn is_common(folded: &str) -> bool {
 fn is_repetitive(folded: &str) -> bool {
     let chars: Vec<char> = folded.chars().collect();
     let repeats_pattern = (1..=chars.len() / 3).any(|period| {
-        chars.len().is_multiple_of(period) && chars.chunks(period).all(|chunk| chunk == &chars[..period])
+        chars.len().is_multiple_of(period)
+            && chars.chunks(period).all(|chunk| chunk == &chars[..period])
     });
     let steps: Vec<i64> = chars
         .windows(2)

@@ -7,6 +7,7 @@ mod admin;
 pub mod error;
 pub mod extract;
 pub mod redirect;
+mod web;
 pub mod wire;
 
 pub use admin::enrollment_url as admin_enrollment_url;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(health_routes())
+        .merge(web::routes())
         .fallback(not_found)
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(

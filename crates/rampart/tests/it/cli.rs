@@ -40,6 +40,19 @@ async fn first_start_writes_a_private_enrollment_link_that_enrolls_the_owner() {
     assert!(!log.contains(&token));
     assert!(log.contains("DEVELOPMENT CERTIFICATE"));
     let client = server.client();
+    // The link opens a page served by the server itself, with no inline script.
+    let page = client
+        .get(server.url("/enroll"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/html"));
+    let html = page.text().await.expect("html");
+    assert!(html.contains("src=\"/assets/enroll.js\"") && !html.contains("<script>"));
     let enroll = client
         .post(server.url("/api/v1/auth/enroll"))
         .json(&json!({ "token": token, "username": "owner", "display_name": "The Owner", "password": PASSWORD }))

@@ -6,4 +6,5 @@ mod admin;
 mod cli;
 mod edge;
 mod support;
+mod tidy;
 mod tls;

@@ -3,6 +3,7 @@
 //! so every function in it is deterministic and unit-tested exhaustively.
 #![forbid(unsafe_code)]
 
+pub mod channel;
 pub mod error;
 pub mod ids;
 pub mod limits;
@@ -14,6 +15,6 @@ pub mod time;
 pub mod validate;
 
 pub use error::ErrorCode;
-pub use ids::{SessionId, UserId};
+pub use ids::{ChannelId, MessageId, SessionId, UserId};
 pub use role::Role;
 pub use time::Timestamp;

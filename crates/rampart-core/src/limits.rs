@@ -101,3 +101,45 @@ pub const ARGON2_PARALLELISM: u32 = 1;
 /// Password hashes waiting for a worker beyond this many are refused at once with 429, so a
 /// login flood queues nothing unbounded.
 pub const PASSWORD_HASH_QUEUE_MAX: usize = 64;
+
+// ----- channels and messages -----
+
+/// Channel names: 1 to 80 characters of `[a-z0-9][a-z0-9-_]*`.
+pub const CHANNEL_NAME_CHARS_MAX: usize = 80;
+/// Channel topics: 0 to 250 characters.
+pub const TOPIC_CHARS_MAX: usize = 250;
+/// Message bodies: 1 to 16,000 Unicode scalar values after NFC.
+pub const MESSAGE_CHARS_MAX: usize = 16_000;
+/// A client's idempotency key for a send.
+pub const CLIENT_ID_CHARS_MAX: usize = 64;
+/// Messages per history page: default and most.
+pub const HISTORY_PAGE_DEFAULT: u32 = 50;
+pub const HISTORY_PAGE_MAX: u32 = 200;
+/// Most channels listed for one user.
+pub const CHANNEL_LIST_MAX: u32 = 10_000;
+/// Most members listed for one channel.
+pub const MEMBER_LIST_MAX: u32 = 10_000;
+/// Unread counts stop at this number (shown as "999+").
+pub const UNREAD_COUNT_MAX: u32 = 999;
+/// Messages one user may send per second, sustained, and in a burst (config `[messages]`).
+pub const SEND_RATE_PER_SEC: u32 = 20;
+pub const SEND_BURST: u32 = 100;
+
+// ----- real-time (config overrides in `[websocket]`) -----
+
+/// The first `auth` frame must arrive within this time.
+pub const WS_AUTH_TIMEOUT_MS: u64 = 5_000;
+/// Largest frame or message a client may send.
+pub const WS_FRAME_BYTES_MAX: usize = 16 * 1024;
+/// Frames waiting to be written to one connection; past this the client is told to resync and
+/// disconnected.
+pub const WS_QUEUE_LEN_MAX: usize = 1_024;
+/// The server pings this often, and closes a connection silent for `WS_IDLE_TIMEOUT_MS`.
+pub const WS_PING_INTERVAL_MS: u64 = 30_000;
+pub const WS_IDLE_TIMEOUT_MS: u64 = 75_000;
+/// Typing notices one connection may send, at most one per this interval.
+pub const WS_TYPING_INTERVAL_MS: u64 = 1_000;
+/// Events read from the store per page when a connection catches up.
+pub const WS_BACKFILL_PAGE: u32 = 500;
+/// Channels one `resume` frame may name.
+pub const WS_RESUME_CHANNELS_MAX: usize = 10_000;

@@ -9,11 +9,11 @@ use rampart_core::validate::{DirectoryQuery, DisplayName, Username};
 use rampart_core::{Role, SessionId, Timestamp, UserId};
 
 use crate::model::*;
-use crate::Store;
+use crate::{Backend, Store};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -22,11 +22,11 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{n}-{nanos:x}")
 }
 
-fn id(prefix: &str) -> String {
+pub(crate) fn id(prefix: &str) -> String {
     unique(prefix).replace('_', "-")
 }
 
-const NOW: Timestamp = Timestamp(1_800_000_000_000);
+pub(crate) const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
 async fn invite(store: &dyn Store, role: Role) -> String {
     let token_hash = unique("hash");
@@ -81,7 +81,13 @@ fn new_session(user: &UserId, created_at: Timestamp) -> NewSession {
 }
 
 /// Runs every check.
-pub async fn run_all(store: &dyn Store) {
+pub async fn run_all(store: &dyn Backend) {
+    run_accounts(store).await;
+    crate::conformance_channels::run_all(store).await;
+}
+
+/// The account, session and throttle checks.
+pub async fn run_accounts(store: &dyn Store) {
     store.ping().await.expect("ping");
     invitation_is_used_once(store).await;
     enrollment_with_taken_username_leaves_invitation_unused(store).await;

@@ -7,17 +7,22 @@
 
 pub mod audit;
 pub mod conformance;
+mod conformance_channels;
 mod model;
+mod model_channels;
 pub mod sqlite;
 
 pub use audit::{AuditEntry, AuditRow, AuditStore, SqliteAuditStore};
 pub use model::*;
+pub use model_channels::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use rampart_core::channel::ChannelRole;
 use rampart_core::throttle::{ThrottleScope, ThrottleState};
 use rampart_core::validate::DirectoryQuery;
-use rampart_core::{Role, SessionId, Timestamp, UserId};
+use rampart_core::validate::MessageBody;
+use rampart_core::{ChannelId, MessageId, Role, SessionId, Timestamp, UserId};
 
 /// Errors from the store. The text never carries SQL or values; the cause is kept for the log.
 #[derive(Debug, thiserror::Error)]
@@ -120,3 +125,95 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<ThrottleState>;
     async fn throttle_clear(&self, scope: ThrottleScope, key: &str) -> StoreResult<()>;
 }
+
+/// Channels, membership, messages and the per-channel event log. Every method that changes what a
+/// member sees writes its event (with the next `seq`) in the same transaction and returns it, for
+/// the caller to publish after commit.
+#[async_trait]
+pub trait ChannelStore: Send + Sync + std::fmt::Debug {
+    /// Creates a public or private channel with its creator as channel admin (event 1:
+    /// `member.joined`).
+    async fn create_channel(&self, channel: &NewChannel) -> StoreResult<CreateChannelOutcome>;
+    /// The one direct-message channel of two users (or of one user with themselves): created with
+    /// both as members if missing. Returns the channel, the events written, and whether it is new.
+    async fn open_direct(
+        &self,
+        id: &ChannelId,
+        a: &UserId,
+        b: &UserId,
+        at: Timestamp,
+    ) -> StoreResult<(ChannelRecord, Vec<EventRecord>, bool)>;
+    async fn channel(&self, id: &ChannelId) -> StoreResult<Option<ChannelRecord>>;
+    async fn membership(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+    ) -> StoreResult<Option<ChannelRole>>;
+    /// The user's channels, and (with `include_public`) every public channel, by name.
+    async fn list_channels(
+        &self,
+        user: &UserId,
+        include_public: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<ChannelListing>>;
+    /// Adds a member; `None` when already one.
+    async fn add_member(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        role: ChannelRole,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>>;
+    /// Removes a member; `None` when not one.
+    async fn remove_member(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>>;
+    async fn update_channel(
+        &self,
+        id: &ChannelId,
+        change: &ChannelChange,
+        at: Timestamp,
+    ) -> StoreResult<UpdateOutcome>;
+    async fn list_members(&self, channel: &ChannelId, limit: u32)
+        -> StoreResult<Vec<MemberRecord>>;
+    async fn post_message(&self, message: &NewMessage) -> StoreResult<PostOutcome>;
+    async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>>;
+    /// Replaces a live message's body; `None` when it is missing or deleted.
+    async fn edit_message(
+        &self,
+        id: &MessageId,
+        body: &MessageBody,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>>;
+    /// Destroys the body and leaves a tombstone; `None` when missing or already deleted.
+    async fn delete_message(
+        &self,
+        id: &MessageId,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>>;
+    /// One page of messages in `seq` order, and whether more lie beyond it in the paging direction.
+    async fn history(
+        &self,
+        channel: &ChannelId,
+        query: HistoryQuery<'_>,
+    ) -> StoreResult<(Vec<MessageRecord>, bool)>;
+    /// Events with `seq > after`, in order, at most `limit`.
+    async fn events_after(
+        &self,
+        channel: &ChannelId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// Moves the user's read marker forward (never back) to `seq`, bounded by the channel's last.
+    async fn mark_read(&self, channel: &ChannelId, user: &UserId, seq: i64) -> StoreResult<()>;
+    /// `(channel, last_seq)` for every channel the user belongs to.
+    async fn member_channel_seqs(&self, user: &UserId) -> StoreResult<Vec<(ChannelId, i64)>>;
+}
+
+/// Everything the application needs from storage.
+pub trait Backend: Store + ChannelStore {}
+
+impl<T: Store + ChannelStore> Backend for T {}

@@ -2,6 +2,8 @@
 //! Every statement is parameterized; multi-row invariants run inside `BEGIN IMMEDIATE`
 //! transactions, so SQLite's single writer makes them atomic without upgrade deadlocks.
 
+mod channels;
+
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
@@ -26,11 +28,18 @@ const POOL_CONNECTIONS_MAX: u32 = 8;
 /// How long a statement waits for the write lock before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts",
-    include_str!("../migrations/sqlite/0001_accounts.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts",
+        include_str!("../../migrations/sqlite/0001_accounts.sql"),
+    ),
+    (
+        2,
+        "messaging",
+        include_str!("../../migrations/sqlite/0002_messaging.sql"),
+    ),
+];
 
 /// The versioned migrations, embedded in the binary, run by sqlx's migrator.
 pub(crate) fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
@@ -70,7 +79,7 @@ pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {

@@ -1,0 +1,684 @@
+//! SQLite implementation of `ChannelStore`. Each change that members must see takes the channel's
+//! next `seq` (`UPDATE channels SET last_seq = last_seq + 1 … RETURNING`) and writes its event in
+//! the same `BEGIN IMMEDIATE` transaction, so under concurrent writers `seq` stays dense.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use rampart_core::channel::{ChannelKind, ChannelRole, EventKind};
+use rampart_core::validate::{ChannelName, ClientId, MessageBody, Topic};
+use rampart_core::{limits, ChannelId, MessageId, Timestamp, UserId};
+
+use super::SqliteStore;
+use crate::model_channels::*;
+use crate::{ChannelStore, StoreError, StoreResult};
+
+const CHANNEL_COLUMNS: &str =
+    "c.id, c.kind, c.name, c.topic, c.created_by, c.created_at, c.archived, c.last_seq";
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.channel_id, m.seq, m.sender_id, m.body, m.thread_id, m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count";
+
+fn parse_id<T>(
+    text: Option<String>,
+    parse: fn(&str) -> Option<T>,
+    what: &'static str,
+) -> StoreResult<Option<T>> {
+    text.map(|t| parse(&t).ok_or(StoreError::Corrupt(what)))
+        .transpose()
+}
+
+fn channel_from_row(row: &SqliteRow) -> StoreResult<ChannelRecord> {
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(ChannelRecord {
+        id: ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?,
+        kind: ChannelKind::parse(&kind).ok_or(StoreError::Corrupt("channel kind"))?,
+        name: row
+            .try_get::<Option<String>, _>("name")?
+            .map(ChannelName::from_stored),
+        topic: Topic::from_stored(row.try_get("topic")?),
+        created_by: parse_id(row.try_get("created_by")?, UserId::parse, "channel creator")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        archived: row.try_get("archived")?,
+        last_seq: row.try_get("last_seq")?,
+    })
+}
+
+/// A message from a row whose message columns carry their table names; `None` when the row has
+/// no message (a LEFT JOIN that found none).
+fn message_from_row(row: &SqliteRow) -> StoreResult<Option<MessageRecord>> {
+    let Some(id) = row.try_get::<Option<String>, _>("id")? else {
+        return Ok(None);
+    };
+    let channel_id: String = row.try_get("channel_id")?;
+    let sender_id: String = row.try_get("sender_id")?;
+    Ok(Some(MessageRecord {
+        id: MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?,
+        channel_id: ChannelId::parse(&channel_id).ok_or(StoreError::Corrupt("message channel"))?,
+        seq: row.try_get("seq")?,
+        sender_id: UserId::parse(&sender_id).ok_or(StoreError::Corrupt("message sender"))?,
+        body: row
+            .try_get::<Option<String>, _>("body")?
+            .map(MessageBody::from_stored),
+        thread_id: parse_id(row.try_get("thread_id")?, MessageId::parse, "thread id")?,
+        client_id: row
+            .try_get::<Option<String>, _>("client_id")?
+            .map(ClientId::from_stored),
+        created_at: Timestamp(row.try_get("created_at")?),
+        edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(Timestamp),
+        deleted: row.try_get("deleted")?,
+        reply_count: row.try_get("reply_count")?,
+    }))
+}
+
+async fn next_seq(conn: &mut SqliteConnection, channel: &ChannelId) -> StoreResult<i64> {
+    let seq: Option<i64> = sqlx::query_scalar(
+        "UPDATE channels SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+    )
+    .bind(channel.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    seq.ok_or(StoreError::Corrupt("event for a missing channel"))
+}
+
+/// Takes the next seq and writes one event row.
+async fn append_event(
+    conn: &mut SqliteConnection,
+    channel: &ChannelId,
+    kind: EventKind,
+    message: Option<&MessageId>,
+    user: Option<&UserId>,
+    at: Timestamp,
+) -> StoreResult<i64> {
+    let seq = next_seq(conn, channel).await?;
+    sqlx::query("INSERT INTO events (channel_id, seq, kind, message_id, user_id, at) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(channel.as_str())
+        .bind(seq)
+        .bind(kind.as_str())
+        .bind(message.map(MessageId::as_str))
+        .bind(user.map(UserId::as_str))
+        .bind(at.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(seq)
+}
+
+async fn channel_in(
+    conn: &mut SqliteConnection,
+    id: &ChannelId,
+) -> StoreResult<Option<ChannelRecord>> {
+    let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels c WHERE c.id = ?");
+    let row = sqlx::query(&sql)
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(channel_from_row).transpose()
+}
+
+async fn message_in(
+    conn: &mut SqliteConnection,
+    id: &MessageId,
+) -> StoreResult<Option<MessageRecord>> {
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?");
+    let row = sqlx::query(&sql)
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(row) => message_from_row(&row),
+        None => Ok(None),
+    }
+}
+
+async fn member_event(
+    conn: &mut SqliteConnection,
+    channel: &ChannelId,
+    user: &UserId,
+    kind: EventKind,
+    at: Timestamp,
+) -> StoreResult<EventRecord> {
+    let seq = append_event(conn, channel, kind, None, Some(user), at).await?;
+    let record = channel_in(conn, channel).await?;
+    Ok(EventRecord {
+        channel_id: channel.clone(),
+        seq,
+        kind,
+        at,
+        message: None,
+        user_id: Some(user.clone()),
+        channel: record,
+    })
+}
+
+async fn insert_member(
+    conn: &mut SqliteConnection,
+    channel: &ChannelId,
+    user: &UserId,
+    role: ChannelRole,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(channel.as_str())
+    .bind(user.as_str())
+    .bind(role.as_str())
+    .bind(at.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn message_event(
+    conn: &mut SqliteConnection,
+    message: &MessageId,
+    kind: EventKind,
+    at: Timestamp,
+) -> StoreResult<Option<EventRecord>> {
+    let Some(current) = message_in(conn, message).await? else {
+        return Ok(None);
+    };
+    let seq = append_event(conn, &current.channel_id, kind, Some(message), None, at).await?;
+    Ok(Some(EventRecord {
+        channel_id: current.channel_id.clone(),
+        seq,
+        kind,
+        at,
+        message: Some(current),
+        user_id: None,
+        channel: None,
+    }))
+}
+
+#[async_trait]
+impl ChannelStore for SqliteStore {
+    async fn create_channel(&self, channel: &NewChannel) -> StoreResult<CreateChannelOutcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let taken: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE name = ?)")
+                .bind(channel.name.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if taken {
+            return Ok(CreateChannelOutcome::NameTaken);
+        }
+        sqlx::query("INSERT INTO channels (id, kind, name, topic, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(channel.id.as_str())
+            .bind(channel.kind.as_str())
+            .bind(channel.name.as_str())
+            .bind(channel.topic.as_str())
+            .bind(channel.created_by.as_str())
+            .bind(channel.created_at.0)
+            .execute(&mut *tx)
+            .await?;
+        insert_member(
+            &mut tx,
+            &channel.id,
+            &channel.created_by,
+            ChannelRole::Admin,
+            channel.created_at,
+        )
+        .await?;
+        let event = member_event(
+            &mut tx,
+            &channel.id,
+            &channel.created_by,
+            EventKind::MemberJoined,
+            channel.created_at,
+        )
+        .await?;
+        tx.commit().await?;
+        let record = event
+            .channel
+            .clone()
+            .ok_or(StoreError::Corrupt("new channel"))?;
+        Ok(CreateChannelOutcome::Created(record, event))
+    }
+
+    async fn open_direct(
+        &self,
+        id: &ChannelId,
+        a: &UserId,
+        b: &UserId,
+        at: Timestamp,
+    ) -> StoreResult<(ChannelRecord, Vec<EventRecord>, bool)> {
+        let (first, second) = if a <= b { (a, b) } else { (b, a) };
+        let key = format!("{first}:{second}");
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels c WHERE c.dm_key = ?");
+        if let Some(row) = sqlx::query(&sql)
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Ok((channel_from_row(&row)?, Vec::new(), false));
+        }
+        sqlx::query("INSERT INTO channels (id, kind, name, topic, created_by, created_at, dm_key) VALUES (?, 'dm', NULL, '', ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(a.as_str())
+            .bind(at.0)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+        let mut events = Vec::new();
+        for user in if a == b { vec![a] } else { vec![a, b] } {
+            insert_member(&mut tx, id, user, ChannelRole::Member, at).await?;
+            events.push(member_event(&mut tx, id, user, EventKind::MemberJoined, at).await?);
+        }
+        let record = channel_in(&mut tx, id)
+            .await?
+            .ok_or(StoreError::Corrupt("new direct channel"))?;
+        tx.commit().await?;
+        Ok((record, events, true))
+    }
+
+    async fn channel(&self, id: &ChannelId) -> StoreResult<Option<ChannelRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        channel_in(&mut conn, id).await
+    }
+
+    async fn membership(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+    ) -> StoreResult<Option<ChannelRole>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM channel_members WHERE channel_id = ? AND user_id = ?",
+        )
+        .bind(channel.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        role.map(|r| ChannelRole::parse(&r).ok_or(StoreError::Corrupt("member role")))
+            .transpose()
+    }
+
+    async fn list_channels(
+        &self,
+        user: &UserId,
+        include_public: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<ChannelListing>> {
+        let sql = format!(
+            "SELECT {CHANNEL_COLUMNS}, mb.role AS member_role, COALESCE(mb.last_read_seq, 0) AS last_read_seq,
+               CASE WHEN mb.user_id IS NULL THEN 0 ELSE
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM messages x WHERE x.channel_id = c.id AND x.seq > mb.last_read_seq
+                    AND x.sender_id != ?1 AND x.deleted = 0 LIMIT ?4)) END AS unread,
+               CASE WHEN c.kind = 'dm' THEN
+                 (SELECT o.user_id FROM channel_members o WHERE o.channel_id = c.id ORDER BY (o.user_id = ?1) LIMIT 1) END AS dm_peer
+             FROM channels c LEFT JOIN channel_members mb ON mb.channel_id = c.id AND mb.user_id = ?1
+             WHERE mb.user_id IS NOT NULL OR (?2 AND c.kind = 'public')
+             ORDER BY c.kind = 'dm', c.name, c.id LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user.as_str())
+            .bind(include_public)
+            .bind(i64::from(limit))
+            .bind(i64::from(limits::UNREAD_COUNT_MAX) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let role: Option<String> = row.try_get("member_role")?;
+                let unread: i64 = row.try_get("unread")?;
+                Ok(ChannelListing {
+                    channel: channel_from_row(row)?,
+                    membership: role
+                        .map(|r| ChannelRole::parse(&r).ok_or(StoreError::Corrupt("member role")))
+                        .transpose()?,
+                    last_read_seq: row.try_get("last_read_seq")?,
+                    unread: u32::try_from(unread).unwrap_or(0),
+                    dm_peer: parse_id(row.try_get("dm_peer")?, UserId::parse, "dm peer")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_member(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        role: ChannelRole,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = ? AND user_id = ?)",
+        )
+        .bind(channel.as_str())
+        .bind(user.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if exists {
+            return Ok(None);
+        }
+        insert_member(&mut tx, channel, user, role, at).await?;
+        let event = member_event(&mut tx, channel, user, EventKind::MemberJoined, at).await?;
+        tx.commit().await?;
+        Ok(Some(event))
+    }
+
+    async fn remove_member(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query("DELETE FROM channel_members WHERE channel_id = ? AND user_id = ?")
+            .bind(channel.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let event = member_event(&mut tx, channel, user, EventKind::MemberLeft, at).await?;
+        tx.commit().await?;
+        Ok(Some(event))
+    }
+
+    async fn update_channel(
+        &self,
+        id: &ChannelId,
+        change: &ChannelChange,
+        at: Timestamp,
+    ) -> StoreResult<UpdateOutcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if channel_in(&mut tx, id).await?.is_none() {
+            return Ok(UpdateOutcome::NotFound);
+        }
+        if let Some(name) = &change.name {
+            let taken: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM channels WHERE name = ? AND id != ?)",
+            )
+            .bind(name.as_str())
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if taken {
+                return Ok(UpdateOutcome::NameTaken);
+            }
+        }
+        sqlx::query(
+            "UPDATE channels SET name = COALESCE(?, name), topic = COALESCE(?, topic), archived = COALESCE(?, archived) WHERE id = ?",
+        )
+        .bind(change.name.as_ref().map(ChannelName::as_str))
+        .bind(change.topic.as_ref().map(Topic::as_str))
+        .bind(change.archived)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let seq = append_event(&mut tx, id, EventKind::ChannelUpdated, None, None, at).await?;
+        let record = channel_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(UpdateOutcome::Updated(EventRecord {
+            channel_id: id.clone(),
+            seq,
+            kind: EventKind::ChannelUpdated,
+            at,
+            message: None,
+            user_id: None,
+            channel: record,
+        }))
+    }
+
+    async fn list_members(
+        &self,
+        channel: &ChannelId,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberRecord>> {
+        let rows = sqlx::query("SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? ORDER BY joined_at, user_id LIMIT ?")
+            .bind(channel.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let user: String = row.try_get("user_id")?;
+                let role: String = row.try_get("role")?;
+                Ok(MemberRecord {
+                    user_id: UserId::parse(&user).ok_or(StoreError::Corrupt("member id"))?,
+                    role: ChannelRole::parse(&role).ok_or(StoreError::Corrupt("member role"))?,
+                    joined_at: Timestamp(row.try_get("joined_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn post_message(&self, message: &NewMessage) -> StoreResult<PostOutcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(client_id) = &message.client_id {
+            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = ? AND m.sender_id = ? AND m.client_id = ?");
+            let row = sqlx::query(&sql)
+                .bind(message.channel_id.as_str())
+                .bind(message.sender_id.as_str())
+                .bind(client_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(first) = row.as_ref().map(message_from_row).transpose()?.flatten() {
+                return Ok(PostOutcome::Duplicate(first));
+            }
+        }
+        if let Some(thread) = &message.thread_id {
+            let parent: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE id = ? AND channel_id = ? AND thread_id IS NULL)",
+            )
+            .bind(thread.as_str())
+            .bind(message.channel_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if !parent {
+                return Ok(PostOutcome::ThreadNotFound);
+            }
+        }
+        let seq = next_seq(&mut tx, &message.channel_id).await?;
+        sqlx::query(
+            "INSERT INTO messages (id, channel_id, seq, sender_id, body, thread_id, client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(message.id.as_str())
+        .bind(message.channel_id.as_str())
+        .bind(seq)
+        .bind(message.sender_id.as_str())
+        .bind(message.body.as_str())
+        .bind(message.thread_id.as_ref().map(MessageId::as_str))
+        .bind(message.client_id.as_ref().map(ClientId::as_str))
+        .bind(message.created_at.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO events (channel_id, seq, kind, message_id, user_id, at) VALUES (?, ?, ?, ?, NULL, ?)")
+            .bind(message.channel_id.as_str())
+            .bind(seq)
+            .bind(EventKind::MessageCreated.as_str())
+            .bind(message.id.as_str())
+            .bind(message.created_at.0)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(thread) = &message.thread_id {
+            sqlx::query("UPDATE messages SET reply_count = reply_count + 1 WHERE id = ?")
+                .bind(thread.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let record = MessageRecord {
+            id: message.id.clone(),
+            channel_id: message.channel_id.clone(),
+            seq,
+            sender_id: message.sender_id.clone(),
+            body: Some(message.body.clone()),
+            thread_id: message.thread_id.clone(),
+            client_id: message.client_id.clone(),
+            created_at: message.created_at,
+            edited_at: None,
+            deleted: false,
+            reply_count: 0,
+        };
+        Ok(PostOutcome::Created(EventRecord {
+            channel_id: message.channel_id.clone(),
+            seq,
+            kind: EventKind::MessageCreated,
+            at: message.created_at,
+            message: Some(record),
+            user_id: None,
+            channel: None,
+        }))
+    }
+
+    async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        message_in(&mut conn, id).await
+    }
+
+    async fn edit_message(
+        &self,
+        id: &MessageId,
+        body: &MessageBody,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done =
+            sqlx::query("UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = 0")
+                .bind(body.as_str())
+                .bind(at.0)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let event = message_event(&mut tx, id, EventKind::MessageEdited, at).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn delete_message(
+        &self,
+        id: &MessageId,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query("UPDATE messages SET body = NULL, deleted = 1, edited_at = ? WHERE id = ? AND deleted = 0")
+            .bind(at.0)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let event = message_event(&mut tx, id, EventKind::MessageDeleted, at).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn history(
+        &self,
+        channel: &ChannelId,
+        query: HistoryQuery<'_>,
+    ) -> StoreResult<(Vec<MessageRecord>, bool)> {
+        // Newest first when paging back (or with no cursor), oldest first when paging forward.
+        let forward = query.after_seq.is_some();
+        let order = if forward { "ASC" } else { "DESC" };
+        let thread_filter = if query.thread_id.is_some() {
+            "AND m.thread_id = ?4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = ?1 AND m.seq > ?2 AND m.seq < ?3 {thread_filter}
+             ORDER BY m.seq {order} LIMIT ?5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(channel.as_str())
+            .bind(query.after_seq.unwrap_or(0))
+            .bind(query.before_seq.unwrap_or(i64::MAX))
+            .bind(query.thread_id.map(MessageId::as_str))
+            .bind(i64::from(query.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            messages.extend(message_from_row(row)?);
+        }
+        let has_more = messages.len() > query.limit as usize;
+        messages.truncate(query.limit as usize);
+        if !forward {
+            messages.reverse();
+        }
+        Ok((messages, has_more))
+    }
+
+    async fn events_after(
+        &self,
+        channel: &ChannelId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let sql = format!(
+            "SELECT e.seq AS e_seq, e.kind AS e_kind, e.at AS e_at, e.user_id AS e_user_id, {MESSAGE_COLUMNS}
+             FROM events e LEFT JOIN messages m ON m.id = e.message_id
+             WHERE e.channel_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(channel.as_str())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut channel_record = None;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind: String = row.try_get("e_kind")?;
+            let kind = EventKind::parse(&kind).ok_or(StoreError::Corrupt("event kind"))?;
+            let needs_channel = matches!(kind, EventKind::ChannelUpdated | EventKind::MemberJoined);
+            if needs_channel && channel_record.is_none() {
+                channel_record = self.channel(channel).await?;
+            }
+            events.push(EventRecord {
+                channel_id: channel.clone(),
+                seq: row.try_get("e_seq")?,
+                kind,
+                at: Timestamp(row.try_get("e_at")?),
+                message: message_from_row(row)?,
+                user_id: parse_id(row.try_get("e_user_id")?, UserId::parse, "event user")?,
+                channel: if needs_channel {
+                    channel_record.clone()
+                } else {
+                    None
+                },
+            });
+        }
+        Ok(events)
+    }
+
+    async fn mark_read(&self, channel: &ChannelId, user: &UserId, seq: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE channel_members SET last_read_seq = MAX(last_read_seq, MIN(?1, (SELECT last_seq FROM channels WHERE id = ?2)))
+             WHERE channel_id = ?2 AND user_id = ?3",
+        )
+        .bind(seq)
+        .bind(channel.as_str())
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn member_channel_seqs(&self, user: &UserId) -> StoreResult<Vec<(ChannelId, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c.id, c.last_seq FROM channel_members m JOIN channels c ON c.id = m.channel_id WHERE m.user_id = ? ORDER BY c.id",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, seq)| {
+                Ok((
+                    ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?,
+                    seq,
+                ))
+            })
+            .collect()
+    }
+}

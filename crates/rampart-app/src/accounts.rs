@@ -5,9 +5,7 @@ use rampart_core::limits;
 use rampart_core::password_policy;
 use rampart_core::policy::{authorize, Action, Actor};
 use rampart_core::throttle::{self, ThrottlePolicy, ThrottleScope};
-use rampart_core::validate::{
-    check_password_length_for_login, DirectoryQuery, DisplayName, Username,
-};
+use rampart_core::validate::{check_password_length_for_login, DirectoryQuery, DisplayName, Username};
 use rampart_core::{Timestamp, UserId};
 use rampart_crypto::{ExposeSecret, SecretString, Token};
 use rampart_store::{EnrollOutcome, NewUser, UserRecord};
@@ -43,21 +41,13 @@ pub struct EnrollInput {
 
 /// The throttle key of an account name as typed: folded and bounded, whether or not it exists.
 fn account_key(username: &str) -> String {
-    username
-        .to_lowercase()
-        .chars()
-        .take(limits::USERNAME_CHARS_MAX * 2)
-        .collect()
+    username.to_lowercase().chars().take(limits::USERNAME_CHARS_MAX * 2).collect()
 }
 
 impl App {
     /// Signs in. Unknown user, wrong password and disabled account all give `InvalidCredentials`
     /// after the same work (one Argon2id verification), so the answer tells nothing about which.
-    pub async fn login(
-        &self,
-        input: LoginInput,
-        meta: &RequestMeta,
-    ) -> Result<LoginOutcome, AppError> {
+    pub async fn login(&self, input: LoginInput, meta: &RequestMeta) -> Result<LoginOutcome, AppError> {
         if let Some(previous) = &input.replaces {
             self.end_presented_session(previous).await?;
         }
@@ -69,10 +59,7 @@ impl App {
             Ok(name) => self.inner.store.user_by_username(name.as_str()).await?,
             Err(_) => None,
         };
-        let stored = user
-            .as_ref()
-            .filter(|u| !u.disabled)
-            .map(|u| u.password_hash.clone());
+        let stored = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
         let matches = self.inner.hashes.verify(input.password, stored).await?;
         let user = match user {
             Some(user) if matches && !user.disabled => user,
@@ -80,37 +67,19 @@ impl App {
                 self.record_failure(&key, meta).await?;
                 let target = user.as_ref().map(|u| u.id.as_str().to_owned());
                 let details = json!({ "username": key, "reason": "invalid_credentials" });
-                self.audit(
-                    "anonymous",
-                    "auth.login",
-                    target.as_deref(),
-                    Some(meta),
-                    Outcome::Failure,
-                    details,
-                )
-                .await?;
+                self.audit("anonymous", "auth.login", target.as_deref(), Some(meta), Outcome::Failure, details).await?;
                 return Err(AppError::InvalidCredentials);
             }
         };
         let _ = input.totp; // MFA enrollment is not offered yet, so no account requires a code.
 
-        self.inner
-            .store
-            .throttle_clear(ThrottleScope::Account, &key)
-            .await?;
+        self.inner.store.throttle_clear(ThrottleScope::Account, &key).await?;
         let at = now();
         let session = self.open_session(&user.id, meta, at).await?;
         self.inner.store.record_login(&user.id, at).await?;
         let details = json!({ "session_id": session.session_id.as_str() });
-        self.audit(
-            user.id.as_str(),
-            "auth.login",
-            Some(user.id.as_str()),
-            Some(meta),
-            Outcome::Success,
-            details,
-        )
-        .await?;
+        self.audit(user.id.as_str(), "auth.login", Some(user.id.as_str()), Some(meta), Outcome::Success, details)
+            .await?;
         Ok(LoginOutcome { user, session })
     }
 
@@ -121,73 +90,32 @@ impl App {
         at: Timestamp,
     ) -> Result<NewSessionIssued, AppError> {
         let (row, token) = self.new_session_row(user, meta, at);
-        self.inner
-            .store
-            .create_session(&row, self.inner.config.sessions.per_user_max)
-            .await?;
-        Ok(NewSessionIssued {
-            token,
-            session_id: row.id,
-            expires_at: row.expires_at,
-        })
+        self.inner.store.create_session(&row, self.inner.config.sessions.per_user_max).await?;
+        Ok(NewSessionIssued { token, session_id: row.id, expires_at: row.expires_at })
     }
 
     /// Ends the session a client presented at login, if it is one.
     async fn end_presented_session(&self, token: &Token) -> Result<(), AppError> {
-        if let Some(session) = self
-            .inner
-            .store
-            .session_by_token_hash(token.hash().as_str())
-            .await?
-        {
-            self.inner
-                .store
-                .delete_session(&session.user_id, &session.id)
-                .await?;
+        if let Some(session) = self.inner.store.session_by_token_hash(token.hash().as_str()).await? {
+            self.inner.store.delete_session(&session.user_id, &session.id).await?;
             self.notify(SessionEnded::Session(session.id));
         }
         Ok(())
     }
 
     /// Refuses with `Throttled` while the account name or the client IP must wait.
-    async fn check_throttle(
-        &self,
-        account: &str,
-        meta: &RequestMeta,
-        action: &str,
-    ) -> Result<(), AppError> {
+    async fn check_throttle(&self, account: &str, meta: &RequestMeta, action: &str) -> Result<(), AppError> {
         let at = now();
-        let by_account = self
-            .inner
-            .store
-            .throttle_state(ThrottleScope::Account, account)
-            .await?;
-        let by_ip = self
-            .inner
-            .store
-            .throttle_state(ThrottleScope::Ip, &meta.ip)
-            .await?;
-        let wait = [
-            throttle::wait_ms(by_account.as_ref(), at),
-            throttle::wait_ms(by_ip.as_ref(), at),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        let by_account = self.inner.store.throttle_state(ThrottleScope::Account, account).await?;
+        let by_ip = self.inner.store.throttle_state(ThrottleScope::Ip, &meta.ip).await?;
+        let wait = [throttle::wait_ms(by_account.as_ref(), at), throttle::wait_ms(by_ip.as_ref(), at)]
+            .into_iter()
+            .flatten()
+            .max();
         if let Some(wait_ms) = wait {
             let details = json!({ "username": account, "reason": "throttled", "wait_ms": wait_ms });
-            self.audit(
-                "anonymous",
-                action,
-                None,
-                Some(meta),
-                Outcome::Denied,
-                details,
-            )
-            .await?;
-            return Err(AppError::Throttled {
-                retry_after_secs: throttle::retry_after_secs(wait_ms),
-            });
+            self.audit("anonymous", action, None, Some(meta), Outcome::Denied, details).await?;
+            return Err(AppError::Throttled { retry_after_secs: throttle::retry_after_secs(wait_ms) });
         }
         Ok(())
     }
@@ -198,42 +126,22 @@ impl App {
         let ip_policy: ThrottlePolicy = self.inner.config.ip_throttle;
         let account_step = move |previous| throttle::after_failure(previous, at, &account_policy);
         let ip_step = move |previous| throttle::after_failure(previous, at, &ip_policy);
-        let by_account = self
-            .inner
-            .store
-            .throttle_failure(ThrottleScope::Account, account, &account_step)
-            .await?;
-        self.inner
-            .store
-            .throttle_failure(ThrottleScope::Ip, &meta.ip, &ip_step)
-            .await?;
+        let by_account = self.inner.store.throttle_failure(ThrottleScope::Account, account, &account_step).await?;
+        self.inner.store.throttle_failure(ThrottleScope::Ip, &meta.ip, &ip_step).await?;
         if by_account.failures == account_policy.lock_failures {
             let details = json!({ "username": account, "failures": by_account.failures });
-            self.audit(
-                "system",
-                "auth.account.locked",
-                None,
-                Some(meta),
-                Outcome::Success,
-                details,
-            )
-            .await?;
+            self.audit("system", "auth.account.locked", None, Some(meta), Outcome::Success, details).await?;
         }
         Ok(())
     }
 
     /// Creates an account from a one-time invitation.
-    pub async fn enroll(
-        &self,
-        input: EnrollInput,
-        meta: &RequestMeta,
-    ) -> Result<UserRecord, AppError> {
+    pub async fn enroll(&self, input: EnrollInput, meta: &RequestMeta) -> Result<UserRecord, AppError> {
         let ip_key = format!("enroll:{}", meta.ip);
         self.check_throttle(&ip_key, meta, "auth.enroll").await?;
         let username = Username::parse(&input.username)?;
         let display_name = DisplayName::parse(&input.display_name)?;
-        password_policy::check(input.password.expose_secret(), username.as_str())
-            .map_err(AppError::WeakPassword)?;
+        password_policy::check(input.password.expose_secret(), username.as_str()).map_err(AppError::WeakPassword)?;
         let at = now();
         // A cheap look first, so bogus tokens cannot make the server hash passwords.
         let token_hash = Token::parse(&input.token).map(|t| t.hash().as_str().to_owned());
@@ -255,17 +163,11 @@ impl App {
             return Err(AppError::InvalidInvitation);
         };
         let password_hash = self.inner.hashes.hash(input.password).await?;
-        let new_user = NewUser {
-            id: UserId::from_generated(new_id()),
-            username,
-            display_name,
-            password_hash,
-            created_at: at,
-        };
+        let new_user =
+            NewUser { id: UserId::from_generated(new_id()), username, display_name, password_hash, created_at: at };
         match self.inner.store.enroll(&token_hash, at, &new_user).await? {
             EnrollOutcome::Enrolled(user) => {
-                let details =
-                    json!({ "username": user.username.as_str(), "role": user.role.as_str() });
+                let details = json!({ "username": user.username.as_str(), "role": user.role.as_str() });
                 self.audit(
                     user.id.as_str(),
                     "auth.enroll",
@@ -293,52 +195,24 @@ impl App {
     ) -> Result<NewSessionIssued, AppError> {
         check_password_length_for_login(current.expose_secret())?;
         let key = account_key(auth.user.username.as_str());
-        self.check_throttle(&key, meta, "auth.password.change")
-            .await?;
-        password_policy::check(new.expose_secret(), auth.user.username.as_str())
-            .map_err(AppError::WeakPassword)?;
-        let matches = self
-            .inner
-            .hashes
-            .verify(current, Some(auth.user.password_hash.clone()))
-            .await?;
+        self.check_throttle(&key, meta, "auth.password.change").await?;
+        password_policy::check(new.expose_secret(), auth.user.username.as_str()).map_err(AppError::WeakPassword)?;
+        let matches = self.inner.hashes.verify(current, Some(auth.user.password_hash.clone())).await?;
         if !matches {
             self.record_failure(&key, meta).await?;
             let details = json!({ "reason": "invalid_current_password" });
-            self.audit(
-                auth.user.id.as_str(),
-                "auth.password.change",
-                None,
-                Some(meta),
-                Outcome::Failure,
-                details,
-            )
-            .await?;
+            self.audit(auth.user.id.as_str(), "auth.password.change", None, Some(meta), Outcome::Failure, details)
+                .await?;
             return Err(AppError::InvalidCredentials);
         }
         let password_hash = self.inner.hashes.hash(new).await?;
         let at = now();
         let (row, token) = self.new_session_row(&auth.user.id, meta, at);
-        self.inner
-            .store
-            .change_password(&auth.user.id, &password_hash, &row)
-            .await?;
+        self.inner.store.change_password(&auth.user.id, &password_hash, &row).await?;
         self.notify(SessionEnded::AllOfUser(auth.user.id.clone()));
         let details = json!({ "session_id": row.id.as_str() });
-        self.audit(
-            auth.user.id.as_str(),
-            "auth.password.change",
-            None,
-            Some(meta),
-            Outcome::Success,
-            details,
-        )
-        .await?;
-        Ok(NewSessionIssued {
-            token,
-            session_id: row.id,
-            expires_at: row.expires_at,
-        })
+        self.audit(auth.user.id.as_str(), "auth.password.change", None, Some(meta), Outcome::Success, details).await?;
+        Ok(NewSessionIssued { token, session_id: row.id, expires_at: row.expires_at })
     }
 
     /// Searches enabled users by username or display name.
@@ -347,17 +221,7 @@ impl App {
         auth: &Authenticated,
         query: &DirectoryQuery,
     ) -> Result<Vec<UserRecord>, AppError> {
-        authorize(
-            Actor {
-                role: auth.user.role,
-            },
-            Action::SearchDirectory,
-        )
-        .map_err(|_| AppError::Forbidden)?;
-        Ok(self
-            .inner
-            .store
-            .search_users(query, limits::DIRECTORY_RESULTS_MAX)
-            .await?)
+        authorize(Actor { role: auth.user.role }, Action::SearchDirectory).map_err(|_| AppError::Forbidden)?;
+        Ok(self.inner.store.search_users(query, limits::DIRECTORY_RESULTS_MAX).await?)
     }
 }

@@ -35,13 +35,7 @@ fn denied(error: Denied) -> AppError {
 
 impl App {
     fn check(&self, auth: &Authenticated, action: Action) -> Result<(), AppError> {
-        authorize(
-            Actor {
-                role: auth.user.role,
-            },
-            action,
-        )
-        .map_err(denied)
+        authorize(Actor { role: auth.user.role }, action).map_err(denied)
     }
 
     /// Creates an invitation for `role`, valid for `hours` (bounded).
@@ -54,30 +48,14 @@ impl App {
     ) -> Result<IssuedInvitation, AppError> {
         if let Err(error) = self.check(auth, Action::CreateInvitation { role }) {
             let details = json!({ "role": role.as_str() });
-            self.audit(
-                auth.user.id.as_str(),
-                "admin.invitation.create",
-                None,
-                Some(meta),
-                Outcome::Denied,
-                details,
-            )
-            .await?;
+            self.audit(auth.user.id.as_str(), "admin.invitation.create", None, Some(meta), Outcome::Denied, details)
+                .await?;
             return Err(error);
         }
-        let issued = self
-            .issue_invitation(role, hours, Some(&auth.user.id))
-            .await?;
+        let issued = self.issue_invitation(role, hours, Some(&auth.user.id)).await?;
         let details = json!({ "role": role.as_str(), "expires_at": issued.expires_at.0 });
-        self.audit(
-            auth.user.id.as_str(),
-            "admin.invitation.create",
-            None,
-            Some(meta),
-            Outcome::Success,
-            details,
-        )
-        .await?;
+        self.audit(auth.user.id.as_str(), "admin.invitation.create", None, Some(meta), Outcome::Success, details)
+            .await?;
         Ok(issued)
     }
 
@@ -89,17 +67,8 @@ impl App {
         origin: &str,
     ) -> Result<IssuedInvitation, AppError> {
         let issued = self.issue_invitation(role, hours, None).await?;
-        let details =
-            json!({ "role": role.as_str(), "expires_at": issued.expires_at.0, "via": origin });
-        self.audit(
-            SYSTEM_ACTOR,
-            "admin.invitation.create",
-            None,
-            None,
-            Outcome::Success,
-            details,
-        )
-        .await?;
+        let details = json!({ "role": role.as_str(), "expires_at": issued.expires_at.0, "via": origin });
+        self.audit(SYSTEM_ACTOR, "admin.invitation.create", None, None, Outcome::Success, details).await?;
         Ok(issued)
     }
 
@@ -113,10 +82,7 @@ impl App {
         if hours == 0 || hours > limits::INVITATION_LIFETIME_HOURS_MAX {
             return Err(AppError::Invalid(rampart_core::validate::FieldError::new(
                 "expires_in_hours",
-                format!(
-                    "An invitation lasts 1 to {} hours.",
-                    limits::INVITATION_LIFETIME_HOURS_MAX
-                ),
+                format!("An invitation lasts 1 to {} hours.", limits::INVITATION_LIFETIME_HOURS_MAX),
             )));
         }
         let at = now();
@@ -130,31 +96,18 @@ impl App {
             expires_at,
         };
         self.inner.store.create_invitation(&invitation).await?;
-        Ok(IssuedInvitation {
-            token,
-            role,
-            expires_at,
-        })
+        Ok(IssuedInvitation { token, role, expires_at })
     }
 
     /// At first start (no users, no open owner invitation) issues the owner's enrollment
     /// invitation. `None` when one is not needed.
     pub async fn first_owner_invitation(&self) -> Result<Option<IssuedInvitation>, AppError> {
-        if self.inner.store.count_users().await? > 0
-            || self
-                .inner
-                .store
-                .has_open_invitation(Role::Owner, now())
-                .await?
+        if self.inner.store.count_users().await? > 0 || self.inner.store.has_open_invitation(Role::Owner, now()).await?
         {
             return Ok(None);
         }
         let issued = self
-            .create_system_invitation(
-                Role::Owner,
-                Some(limits::FIRST_OWNER_INVITATION_HOURS),
-                "first start",
-            )
+            .create_system_invitation(Role::Owner, Some(limits::FIRST_OWNER_INVITATION_HOURS), "first start")
             .await?;
         Ok(Some(issued))
     }
@@ -166,29 +119,16 @@ impl App {
 
     pub async fn list_users(&self, auth: &Authenticated) -> Result<Vec<UserRecord>, AppError> {
         self.check(auth, Action::ListUsers)?;
-        Ok(self
-            .inner
-            .store
-            .list_users(limits::ADMIN_USER_LIST_MAX)
-            .await?)
+        Ok(self.inner.store.list_users(limits::ADMIN_USER_LIST_MAX).await?)
     }
 
-    async fn target_facts(
-        &self,
-        auth: &Authenticated,
-        target: &UserId,
-    ) -> Result<(UserRecord, TargetUser), AppError> {
+    async fn target_facts(&self, auth: &Authenticated, target: &UserId) -> Result<(UserRecord, TargetUser), AppError> {
         let Some(user) = self.inner.store.user_by_id(target).await? else {
             return Err(AppError::NotFound);
         };
-        let is_last_owner = user.role == Role::Owner
-            && !user.disabled
-            && self.inner.store.count_enabled_owners().await? <= 1;
-        let facts = TargetUser {
-            role: user.role,
-            is_self: user.id == auth.user.id,
-            is_last_owner,
-        };
+        let is_last_owner =
+            user.role == Role::Owner && !user.disabled && self.inner.store.count_enabled_owners().await? <= 1;
+        let facts = TargetUser { role: user.role, is_self: user.id == auth.user.id, is_last_owner };
         Ok((user, facts))
     }
 
@@ -206,21 +146,14 @@ impl App {
         let (user, facts) = self.target_facts(auth, target).await?;
         let mut checks = Vec::new();
         if let Some(role) = change.role {
-            checks.push(Action::ChangeRole {
-                target: facts,
-                new_role: role,
-            });
+            checks.push(Action::ChangeRole { target: facts, new_role: role });
         }
         if let Some(disabled) = change.disabled {
-            checks.push(Action::SetDisabled {
-                target: facts,
-                disabled,
-            });
+            checks.push(Action::SetDisabled { target: facts, disabled });
         }
         for action in checks {
             if let Err(error) = self.check(auth, action) {
-                let details =
-                    json!({ "role": change.role.map(Role::as_str), "disabled": change.disabled });
+                let details = json!({ "role": change.role.map(Role::as_str), "disabled": change.disabled });
                 self.audit(
                     auth.user.id.as_str(),
                     "admin.user.update",
@@ -251,26 +184,11 @@ impl App {
             if disabled {
                 self.notify(SessionEnded::AllOfUser(target.clone()));
             }
-            let action = if disabled {
-                "admin.user.disabled"
-            } else {
-                "admin.user.enabled"
-            };
-            self.audit(
-                auth.user.id.as_str(),
-                action,
-                Some(target.as_str()),
-                Some(meta),
-                Outcome::Success,
-                json!({}),
-            )
-            .await?;
+            let action = if disabled { "admin.user.disabled" } else { "admin.user.enabled" };
+            self.audit(auth.user.id.as_str(), action, Some(target.as_str()), Some(meta), Outcome::Success, json!({}))
+                .await?;
         }
-        self.inner
-            .store
-            .user_by_id(target)
-            .await?
-            .ok_or(AppError::NotFound)
+        self.inner.store.user_by_id(target).await?.ok_or(AppError::NotFound)
     }
 
     /// Ends every session of a user; the account stays enabled.
@@ -285,11 +203,7 @@ impl App {
         }
         let (_, facts) = self.target_facts(auth, target).await?;
         self.check(auth, Action::RevokeUserSessions { target: facts })?;
-        let ended = self
-            .inner
-            .store
-            .delete_sessions_except(target, None)
-            .await?;
+        let ended = self.inner.store.delete_sessions_except(target, None).await?;
         self.notify(SessionEnded::AllOfUser(target.clone()));
         let details = json!({ "ended": ended });
         self.audit(
@@ -304,12 +218,7 @@ impl App {
     }
 
     /// Audit records after `after`, oldest first.
-    pub async fn read_audit(
-        &self,
-        auth: &Authenticated,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<AuditRow>, AppError> {
+    pub async fn read_audit(&self, auth: &Authenticated, after: i64, limit: u32) -> Result<Vec<AuditRow>, AppError> {
         self.check(auth, Action::ReadAudit)?;
         Ok(self.inner.audit.list(after, limit).await?)
     }

@@ -47,14 +47,7 @@ impl App {
             details: details.to_string(),
         };
         let seq = self.inner.audit.append(&entry).await?;
-        tracing::info!(
-            audit_seq = seq,
-            actor,
-            action,
-            target,
-            outcome = outcome.as_str(),
-            "audit"
-        );
+        tracing::info!(audit_seq = seq, actor, action, target, outcome = outcome.as_str(), "audit");
         Ok(())
     }
 }

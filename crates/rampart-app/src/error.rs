@@ -15,6 +15,10 @@ pub enum AppError {
     InvalidCredentials,
     #[error("throttled")]
     Throttled { retry_after_secs: u64 },
+    #[error("send rate limit")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("conflict")]
+    Conflict(&'static str),
     #[error("password hashing queue full")]
     Busy { retry_after_secs: u64 },
     #[error("not authenticated")]
@@ -39,7 +43,10 @@ impl AppError {
             AppError::Invalid(_) => ErrorCode::InvalidInput,
             AppError::WeakPassword(_) => ErrorCode::WeakPassword,
             AppError::InvalidCredentials => ErrorCode::InvalidCredentials,
-            AppError::Throttled { .. } | AppError::Busy { .. } => ErrorCode::TooManyRequests,
+            AppError::Throttled { .. } | AppError::Busy { .. } | AppError::RateLimited { .. } => {
+                ErrorCode::TooManyRequests
+            }
+            AppError::Conflict(_) => ErrorCode::Conflict,
             AppError::Unauthenticated => ErrorCode::Unauthenticated,
             AppError::Forbidden => ErrorCode::Forbidden,
             AppError::LastOwner => ErrorCode::LastOwner,
@@ -55,13 +62,11 @@ impl AppError {
         match self {
             AppError::Invalid(field) => field.message.clone(),
             AppError::WeakPassword(problem) => problem.message(),
-            AppError::Throttled { .. } => {
-                "Too many failed sign-in attempts; wait before trying again.".to_owned()
-            }
-            AppError::Busy { .. } => {
-                "The server is busy signing people in; try again in a moment.".to_owned()
-            }
+            AppError::Throttled { .. } => "Too many failed sign-in attempts; wait before trying again.".to_owned(),
+            AppError::Busy { .. } => "The server is busy signing people in; try again in a moment.".to_owned(),
             AppError::UsernameTaken => "That username is taken.".to_owned(),
+            AppError::RateLimited { .. } => "You are sending messages too fast; slow down.".to_owned(),
+            AppError::Conflict(message) => (*message).to_owned(),
             other => other.code().default_message().to_owned(),
         }
     }
@@ -69,9 +74,9 @@ impl AppError {
     /// Seconds for `Retry-After`, when the client should come back later.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            AppError::Throttled { retry_after_secs } | AppError::Busy { retry_after_secs } => {
-                Some(*retry_after_secs)
-            }
+            AppError::Throttled { retry_after_secs }
+            | AppError::Busy { retry_after_secs }
+            | AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }

@@ -50,16 +50,10 @@ impl HashPool {
     ) -> Result<T, AppError> {
         if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.admitted_max {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
-            return Err(AppError::Busy {
-                retry_after_secs: BUSY_RETRY_AFTER_SECS,
-            });
+            return Err(AppError::Busy { retry_after_secs: BUSY_RETRY_AFTER_SECS });
         }
         let _admission = Admission(self.admitted.clone());
-        let _permit = self
-            .running
-            .acquire()
-            .await
-            .map_err(|_| AppError::Internal("hash pool closed".into()))?;
+        let _permit = self.running.acquire().await.map_err(|_| AppError::Internal("hash pool closed".into()))?;
         let hasher = self.hasher.clone();
         tokio::task::spawn_blocking(move || job(&hasher))
             .await
@@ -75,11 +69,7 @@ impl HashPool {
 
     /// Verifies against `stored`, or against a dummy hash when there is no account, so both take
     /// the same time.
-    pub async fn verify(
-        &self,
-        password: SecretString,
-        stored: Option<String>,
-    ) -> Result<bool, AppError> {
+    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<bool, AppError> {
         self.run(move |hasher| match stored {
             Some(hash) => hasher.verify(&password, &hash),
             None => {

@@ -9,6 +9,7 @@ mod admin;
 mod audit;
 mod error;
 mod hashing;
+mod messaging;
 mod sessions;
 
 pub use accounts::{EnrollInput, LoginInput, LoginOutcome};
@@ -16,14 +17,16 @@ pub use admin::{IssuedInvitation, UserChange};
 pub use audit::Outcome;
 pub use error::AppError;
 pub use hashing::HashPool;
+pub use messaging::{ChannelAccess, EventSink, NoLiveConnections, SendInput};
 pub use sessions::{Authenticated, NewSessionIssued, SessionEnded};
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use rampart_core::throttle::ThrottlePolicy;
 use rampart_core::{limits, Timestamp};
 use rampart_crypto::PasswordParams;
-use rampart_store::{AuditStore, Store};
+use rampart_store::{AuditStore, Backend};
 use tokio::sync::broadcast;
 
 /// Session lifetimes.
@@ -54,6 +57,9 @@ pub struct AppConfig {
     /// Password hashes computed at once; defaults to the number of cores.
     pub hash_workers: usize,
     pub hash_queue_max: usize,
+    /// Messages one user may send per second, sustained, and in a burst.
+    pub send_rate_per_sec: u32,
+    pub send_burst: u32,
 }
 
 impl Default for AppConfig {
@@ -67,10 +73,10 @@ impl Default for AppConfig {
                 iterations: limits::ARGON2_ITERATIONS,
                 parallelism: limits::ARGON2_PARALLELISM,
             },
-            hash_workers: std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(2),
+            hash_workers: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
             hash_queue_max: limits::PASSWORD_HASH_QUEUE_MAX,
+            send_rate_per_sec: limits::SEND_RATE_PER_SEC,
+            send_burst: limits::SEND_BURST,
         }
     }
 }
@@ -84,11 +90,8 @@ pub struct RequestMeta {
 
 impl RequestMeta {
     pub fn new(ip: String, user_agent: &str) -> Self {
-        let user_agent: String = user_agent
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(limits::USER_AGENT_CHARS_MAX)
-            .collect();
+        let user_agent: String =
+            user_agent.chars().filter(|c| !c.is_control()).take(limits::USER_AGENT_CHARS_MAX).collect();
         Self { ip, user_agent }
     }
 }
@@ -102,39 +105,49 @@ pub struct App {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+type SendLimiter = governor::DefaultKeyedRateLimiter<rampart_core::UserId>;
+
 struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Backend>,
     audit: Arc<dyn AuditStore>,
     hashes: HashPool,
     config: AppConfig,
     session_events: broadcast::Sender<SessionEnded>,
+    sink: Arc<dyn EventSink>,
+    send_limiter: SendLimiter,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("store", &self.store).field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl App {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Backend>,
         audit: Arc<dyn AuditStore>,
         config: AppConfig,
+        sink: Arc<dyn EventSink>,
     ) -> Result<Self, AppError> {
-        let hashes = HashPool::new(
-            config.password_params,
-            config.hash_workers,
-            config.hash_queue_max,
-        )?;
+        let hashes = HashPool::new(config.password_params, config.hash_workers, config.hash_queue_max)?;
         let (session_events, _) = broadcast::channel(SESSION_EVENTS_QUEUE_LEN);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                store,
-                audit,
-                hashes,
-                config,
-                session_events,
-            }),
-        })
+        let rate = NonZeroU32::new(config.send_rate_per_sec)
+            .ok_or_else(|| AppError::Internal("send rate must be positive".into()))?;
+        let burst = NonZeroU32::new(config.send_burst)
+            .ok_or_else(|| AppError::Internal("send burst must be positive".into()))?;
+        let send_limiter = governor::RateLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst));
+        let inner = Inner { store, audit, hashes, config, session_events, sink, send_limiter };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// Forgets rate-limit state of users idle long enough to be back at a full burst.
+    pub fn trim_rate_limits(&self) {
+        self.inner.send_limiter.retain_recent();
+        self.inner.send_limiter.shrink_to_fit();
+    }
+
+    pub fn store(&self) -> &Arc<dyn Backend> {
         &self.inner.store
     }
 

@@ -31,12 +31,7 @@ pub struct NewSessionIssued {
 }
 
 impl App {
-    pub(crate) fn new_session_row(
-        &self,
-        user: &UserId,
-        meta: &RequestMeta,
-        at: Timestamp,
-    ) -> (NewSession, Token) {
+    pub(crate) fn new_session_row(&self, user: &UserId, meta: &RequestMeta, at: Timestamp) -> (NewSession, Token) {
         let token = Token::generate();
         let row = NewSession {
             id: SessionId::from_generated(new_id()),
@@ -54,20 +49,12 @@ impl App {
     pub async fn authenticate(&self, token: &Token) -> Result<Authenticated, AppError> {
         let at = now();
         let policy = self.inner.config.sessions;
-        let Some(session) = self
-            .inner
-            .store
-            .session_by_token_hash(token.hash().as_str())
-            .await?
-        else {
+        let Some(session) = self.inner.store.session_by_token_hash(token.hash().as_str()).await? else {
             return Err(AppError::Unauthenticated);
         };
         let idle_deadline = session.last_seen_at.plus_ms(policy.idle_timeout_ms);
         if at >= session.expires_at || at >= idle_deadline {
-            self.inner
-                .store
-                .delete_session(&session.user_id, &session.id)
-                .await?;
+            self.inner.store.delete_session(&session.user_id, &session.id).await?;
             return Err(AppError::Unauthenticated);
         }
         let Some(user) = self.inner.store.user_by_id(&session.user_id).await? else {
@@ -87,10 +74,7 @@ impl App {
         self.authenticate(token).await.is_ok()
     }
 
-    pub async fn list_sessions(
-        &self,
-        auth: &Authenticated,
-    ) -> Result<Vec<SessionRecord>, AppError> {
+    pub async fn list_sessions(&self, auth: &Authenticated) -> Result<Vec<SessionRecord>, AppError> {
         Ok(self.inner.store.list_sessions(&auth.user.id).await?)
     }
 
@@ -118,57 +102,27 @@ impl App {
     }
 
     /// Ends every session of the caller but the current one.
-    pub async fn revoke_other_sessions(
-        &self,
-        auth: &Authenticated,
-        meta: &RequestMeta,
-    ) -> Result<u64, AppError> {
-        let ended = self
-            .inner
-            .store
-            .delete_sessions_except(&auth.user.id, Some(&auth.session.id))
-            .await?;
+    pub async fn revoke_other_sessions(&self, auth: &Authenticated, meta: &RequestMeta) -> Result<u64, AppError> {
+        let ended = self.inner.store.delete_sessions_except(&auth.user.id, Some(&auth.session.id)).await?;
         self.notify_all_but(&auth.user.id, &auth.session.id);
         let details = json!({ "ended": ended });
-        self.audit(
-            auth.user.id.as_str(),
-            "auth.session.revoked_others",
-            None,
-            Some(meta),
-            Outcome::Success,
-            details,
-        )
-        .await?;
+        self.audit(auth.user.id.as_str(), "auth.session.revoked_others", None, Some(meta), Outcome::Success, details)
+            .await?;
         Ok(ended)
     }
 
     /// Ends the caller's current session.
     pub async fn logout(&self, auth: &Authenticated, meta: &RequestMeta) -> Result<(), AppError> {
-        self.inner
-            .store
-            .delete_session(&auth.user.id, &auth.session.id)
-            .await?;
+        self.inner.store.delete_session(&auth.user.id, &auth.session.id).await?;
         self.notify(SessionEnded::Session(auth.session.id.clone()));
-        self.audit(
-            auth.user.id.as_str(),
-            "auth.logout",
-            None,
-            Some(meta),
-            Outcome::Success,
-            json!({}),
-        )
-        .await
+        self.audit(auth.user.id.as_str(), "auth.logout", None, Some(meta), Outcome::Success, json!({})).await
     }
 
     /// Deletes expired and idle sessions; run periodically.
     pub async fn sweep_sessions(&self) -> Result<u64, AppError> {
         let at = now();
         let idle_before = Timestamp(at.0 - self.inner.config.sessions.idle_timeout_ms);
-        Ok(self
-            .inner
-            .store
-            .delete_stale_sessions(at, idle_before)
-            .await?)
+        Ok(self.inner.store.delete_stale_sessions(at, idle_before).await?)
     }
 
     pub(crate) fn notify(&self, event: SessionEnded) {

@@ -140,8 +140,7 @@ pub enum ChannelDenied {
 /// Whether the actor can see the channel at all: members see their channels; members and above
 /// see every public channel; guests see only channels they were added to.
 pub fn can_see(actor: ChannelActor, channel: ChannelFacts) -> bool {
-    actor.membership.is_some()
-        || (channel.kind == ChannelKind::Public && actor.server_role >= Role::Member)
+    actor.membership.is_some() || (channel.kind == ChannelKind::Public && actor.server_role >= Role::Member)
 }
 
 /// Decides whether `actor` may perform `action` on `channel`.
@@ -165,9 +164,7 @@ pub fn authorize_channel(
         ChannelAction::Join => channel.kind == ChannelKind::Public && open,
         ChannelAction::Leave => member && shared,
         ChannelAction::AddMember => shared && open && (channel_admin || server_admin),
-        ChannelAction::RemoveMember | ChannelAction::Update => {
-            shared && (channel_admin || server_admin)
-        }
+        ChannelAction::RemoveMember | ChannelAction::Update => shared && (channel_admin || server_admin),
         ChannelAction::EditMessage { is_sender } => member && is_sender && open,
         ChannelAction::DeleteMessage { is_sender } => {
             (member && is_sender) || (shared && (channel_admin || server_admin))
@@ -186,8 +183,7 @@ mod tests {
     use ChannelKind::{Direct, Private, Public};
 
     const ALL_KINDS: [ChannelKind; 3] = [Public, Private, Direct];
-    const MEMBERSHIPS: [Option<ChannelRole>; 3] =
-        [None, Some(ChannelRole::Member), Some(ChannelRole::Admin)];
+    const MEMBERSHIPS: [Option<ChannelRole>; 3] = [None, Some(ChannelRole::Member), Some(ChannelRole::Admin)];
 
     fn decide(
         role: Role,
@@ -196,14 +192,7 @@ mod tests {
         archived: bool,
         action: ChannelAction,
     ) -> Result<(), ChannelDenied> {
-        authorize_channel(
-            ChannelActor {
-                server_role: role,
-                membership,
-            },
-            ChannelFacts { kind, archived },
-            action,
-        )
+        authorize_channel(ChannelActor { server_role: role, membership }, ChannelFacts { kind, archived }, action)
     }
 
     #[test]
@@ -231,16 +220,8 @@ mod tests {
                 }
             }
             // Guests do not see public channels they are not in.
-            let expected = if role == Role::Guest {
-                Err(ChannelDenied::NotFound)
-            } else {
-                Ok(())
-            };
-            assert_eq!(
-                decide(role, None, Public, false, ChannelAction::View),
-                expected,
-                "{role}"
-            );
+            let expected = if role == Role::Guest { Err(ChannelDenied::NotFound) } else { Ok(()) };
+            assert_eq!(decide(role, None, Public, false, ChannelAction::View), expected, "{role}");
         }
     }
 
@@ -250,19 +231,14 @@ mod tests {
             for kind in ALL_KINDS {
                 for membership in MEMBERSHIPS {
                     for archived in [false, true] {
-                        let visible =
-                            membership.is_some() || (kind == Public && role >= Role::Member);
+                        let visible = membership.is_some() || (kind == Public && role >= Role::Member);
                         let read = decide(role, membership, kind, archived, ChannelAction::Read);
                         let post = decide(role, membership, kind, archived, ChannelAction::Post);
                         if !visible {
                             assert_eq!(read, Err(ChannelDenied::NotFound));
                             continue;
                         }
-                        assert_eq!(
-                            read.is_ok(),
-                            membership.is_some(),
-                            "{role} {kind:?} {membership:?}"
-                        );
+                        assert_eq!(read.is_ok(), membership.is_some(), "{role} {kind:?} {membership:?}");
                         assert_eq!(
                             post.is_ok(),
                             membership.is_some() && !archived,
@@ -277,22 +253,10 @@ mod tests {
     #[test]
     fn only_open_public_channels_can_be_joined() {
         assert!(decide(Role::Member, None, Public, false, ChannelAction::Join).is_ok());
+        assert_eq!(decide(Role::Member, None, Public, true, ChannelAction::Join), Err(ChannelDenied::Forbidden));
+        assert_eq!(decide(Role::Owner, None, Private, false, ChannelAction::Join), Err(ChannelDenied::NotFound));
         assert_eq!(
-            decide(Role::Member, None, Public, true, ChannelAction::Join),
-            Err(ChannelDenied::Forbidden)
-        );
-        assert_eq!(
-            decide(Role::Owner, None, Private, false, ChannelAction::Join),
-            Err(ChannelDenied::NotFound)
-        );
-        assert_eq!(
-            decide(
-                Role::Member,
-                Some(ChannelRole::Member),
-                Direct,
-                false,
-                ChannelAction::Join
-            ),
+            decide(Role::Member, Some(ChannelRole::Member), Direct, false, ChannelAction::Join),
             Err(ChannelDenied::Forbidden)
         );
     }
@@ -302,13 +266,9 @@ mod tests {
         for role in Role::ALL {
             for membership in [Some(ChannelRole::Member), Some(ChannelRole::Admin)] {
                 for kind in ALL_KINDS {
-                    let expected = kind != Direct
-                        && (membership == Some(ChannelRole::Admin) || role.is_administrator());
-                    for action in [
-                        ChannelAction::AddMember,
-                        ChannelAction::RemoveMember,
-                        ChannelAction::Update,
-                    ] {
+                    let expected =
+                        kind != Direct && (membership == Some(ChannelRole::Admin) || role.is_administrator());
+                    for action in [ChannelAction::AddMember, ChannelAction::RemoveMember, ChannelAction::Update] {
                         assert_eq!(
                             decide(role, membership, kind, false, action).is_ok(),
                             expected,
@@ -318,93 +278,23 @@ mod tests {
                 }
             }
         }
-        assert!(decide(
-            Role::Member,
-            Some(ChannelRole::Member),
-            Direct,
-            false,
-            ChannelAction::Leave
-        )
-        .is_err());
-        assert!(decide(
-            Role::Member,
-            Some(ChannelRole::Member),
-            Private,
-            false,
-            ChannelAction::Leave
-        )
-        .is_ok());
+        assert!(decide(Role::Member, Some(ChannelRole::Member), Direct, false, ChannelAction::Leave).is_err());
+        assert!(decide(Role::Member, Some(ChannelRole::Member), Private, false, ChannelAction::Leave).is_ok());
     }
 
     #[test]
     fn edits_are_the_senders_and_deletes_the_sender_or_a_moderator() {
         let member = Some(ChannelRole::Member);
         let admin = Some(ChannelRole::Admin);
-        assert!(decide(
-            Role::Member,
-            member,
-            Public,
-            false,
-            ChannelAction::EditMessage { is_sender: true }
-        )
-        .is_ok());
-        assert!(decide(
-            Role::Owner,
-            admin,
-            Public,
-            false,
-            ChannelAction::EditMessage { is_sender: false }
-        )
-        .is_err());
-        assert!(decide(
-            Role::Member,
-            member,
-            Public,
-            true,
-            ChannelAction::EditMessage { is_sender: true }
-        )
-        .is_err());
-        assert!(decide(
-            Role::Member,
-            member,
-            Public,
-            false,
-            ChannelAction::DeleteMessage { is_sender: true }
-        )
-        .is_ok());
-        assert!(decide(
-            Role::Member,
-            member,
-            Public,
-            false,
-            ChannelAction::DeleteMessage { is_sender: false }
-        )
-        .is_err());
-        assert!(decide(
-            Role::Member,
-            admin,
-            Private,
-            false,
-            ChannelAction::DeleteMessage { is_sender: false }
-        )
-        .is_ok());
-        assert!(decide(
-            Role::Admin,
-            member,
-            Public,
-            false,
-            ChannelAction::DeleteMessage { is_sender: false }
-        )
-        .is_ok());
+        assert!(decide(Role::Member, member, Public, false, ChannelAction::EditMessage { is_sender: true }).is_ok());
+        assert!(decide(Role::Owner, admin, Public, false, ChannelAction::EditMessage { is_sender: false }).is_err());
+        assert!(decide(Role::Member, member, Public, true, ChannelAction::EditMessage { is_sender: true }).is_err());
+        assert!(decide(Role::Member, member, Public, false, ChannelAction::DeleteMessage { is_sender: true }).is_ok());
+        assert!(decide(Role::Member, member, Public, false, ChannelAction::DeleteMessage { is_sender: false }).is_err());
+        assert!(decide(Role::Member, admin, Private, false, ChannelAction::DeleteMessage { is_sender: false }).is_ok());
+        assert!(decide(Role::Admin, member, Public, false, ChannelAction::DeleteMessage { is_sender: false }).is_ok());
         // In a DM only the sender deletes.
-        assert!(decide(
-            Role::Owner,
-            member,
-            Direct,
-            false,
-            ChannelAction::DeleteMessage { is_sender: false }
-        )
-        .is_err());
+        assert!(decide(Role::Owner, member, Direct, false, ChannelAction::DeleteMessage { is_sender: false }).is_err());
     }
 
     #[test]
@@ -415,10 +305,7 @@ mod tests {
         for role in [ChannelRole::Admin, ChannelRole::Member] {
             assert_eq!(ChannelRole::parse(role.as_str()), Some(role));
         }
-        assert_eq!(
-            EventKind::parse("message.created"),
-            Some(EventKind::MessageCreated)
-        );
+        assert_eq!(EventKind::parse("message.created"), Some(EventKind::MessageCreated));
         assert_eq!(EventKind::parse("nope"), None);
     }
 }

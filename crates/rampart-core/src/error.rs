@@ -86,9 +86,7 @@ impl ErrorCode {
             | ErrorCode::WeakPassword
             | ErrorCode::InvalidInvitation
             | ErrorCode::HttpsRequired => 400,
-            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::MfaRequired => {
-                401
-            }
+            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::MfaRequired => 401,
             ErrorCode::Forbidden | ErrorCode::CrossOriginRequest | ErrorCode::LastOwner => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -107,18 +105,14 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidInput => "The request has an invalid value.",
             ErrorCode::InvalidJson => "The request body is not valid JSON for this endpoint.",
-            ErrorCode::UnknownField => {
-                "The request body has a field this endpoint does not accept."
-            }
+            ErrorCode::UnknownField => "The request body has a field this endpoint does not accept.",
             ErrorCode::Unauthenticated => "You are not signed in, or your session has ended.",
             ErrorCode::InvalidCredentials => "The username or password is incorrect.",
             ErrorCode::MfaRequired => "A second factor is required to sign in.",
             ErrorCode::WeakPassword => "The password does not meet the password policy.",
             ErrorCode::InvalidInvitation => "The invitation is invalid, used or expired.",
             ErrorCode::Forbidden => "You are not allowed to do this.",
-            ErrorCode::CrossOriginRequest => {
-                "This request must come from the Rampart web client's own origin."
-            }
+            ErrorCode::CrossOriginRequest => "This request must come from the Rampart web client's own origin.",
             ErrorCode::LastOwner => "The last owner cannot be demoted or disabled.",
             ErrorCode::NotFound => "Not found.",
             ErrorCode::MethodNotAllowed => "This method is not allowed here.",
@@ -140,12 +134,8 @@ mod tests {
 
     #[test]
     fn every_error_is_a_client_or_server_error() {
-        let all = [
-            ErrorCode::InvalidInput,
-            ErrorCode::Unauthenticated,
-            ErrorCode::TooManyRequests,
-            ErrorCode::Internal,
-        ];
+        let all =
+            [ErrorCode::InvalidInput, ErrorCode::Unauthenticated, ErrorCode::TooManyRequests, ErrorCode::Internal];
         for code in all {
             assert!((400..600).contains(&code.http_status()));
             assert!(code.default_message().ends_with('.'));

@@ -30,12 +30,8 @@ impl PasswordProblem {
             PasswordProblem::Common => {
                 "The password is too common; choose a longer phrase of unrelated words.".to_owned()
             }
-            PasswordProblem::ContainsUsername => {
-                "The password must not contain the username.".to_owned()
-            }
-            PasswordProblem::Repetitive => {
-                "The password is a repeated or sequential run of characters.".to_owned()
-            }
+            PasswordProblem::ContainsUsername => "The password must not contain the username.".to_owned(),
+            PasswordProblem::Repetitive => "The password is a repeated or sequential run of characters.".to_owned(),
         }
     }
 }
@@ -66,9 +62,7 @@ pub fn check(password: &str, username: &str) -> Result<(), PasswordProblem> {
         return Err(PasswordProblem::TooLong);
     }
     let folded = password.to_lowercase();
-    if username.chars().count() >= USERNAME_IN_PASSWORD_CHARS_MIN
-        && folded.contains(&username.to_lowercase())
-    {
+    if username.chars().count() >= USERNAME_IN_PASSWORD_CHARS_MIN && folded.contains(&username.to_lowercase()) {
         return Err(PasswordProblem::ContainsUsername);
     }
     if is_repetitive(&folded) {
@@ -96,15 +90,11 @@ fn is_common(folded: &str) -> bool {
 fn is_repetitive(folded: &str) -> bool {
     let chars: Vec<char> = folded.chars().collect();
     let repeats_pattern = (1..=chars.len() / 3).any(|period| {
-        chars.len().is_multiple_of(period)
-            && chars.chunks(period).all(|chunk| chunk == &chars[..period])
+        chars.len().is_multiple_of(period) && chars.chunks(period).all(|chunk| chunk == &chars[..period])
     });
-    let steps: Vec<i64> = chars
-        .windows(2)
-        .map(|pair| i64::from(u32::from(pair[1])) - i64::from(u32::from(pair[0])))
-        .collect();
-    let sequential =
-        steps.iter().all(|&s| s == 1 || s == -9) || steps.iter().all(|&s| s == -1 || s == 9);
+    let steps: Vec<i64> =
+        chars.windows(2).map(|pair| i64::from(u32::from(pair[1])) - i64::from(u32::from(pair[0]))).collect();
+    let sequential = steps.iter().all(|&s| s == 1 || s == -9) || steps.iter().all(|&s| s == -1 || s == 9);
     repeats_pattern || sequential
 }
 
@@ -122,52 +112,28 @@ mod tests {
         assert_eq!(check("short", "alice"), Err(PasswordProblem::TooShort));
         // Twelve characters of four bytes each pass, though a byte count would say 48.
         assert_eq!(check("🦀🐙🦉🦊🐝🦄🐢🦎🐬🦋🐌🦜", "alice"), Ok(()));
-        assert_eq!(
-            check(&"x y".repeat(100), "alice"),
-            Err(PasswordProblem::TooLong)
-        );
+        assert_eq!(check(&"x y".repeat(100), "alice"), Err(PasswordProblem::TooLong));
     }
 
     #[test]
     fn common_passwords_are_refused_with_or_without_decoration() {
         assert_eq!(check("password1234", "alice"), Err(PasswordProblem::Common));
-        assert_eq!(
-            check("Password1234!", "alice"),
-            Err(PasswordProblem::Common)
-        );
-        assert_eq!(
-            check("qwertyuiop123", "alice"),
-            Err(PasswordProblem::Common)
-        );
+        assert_eq!(check("Password1234!", "alice"), Err(PasswordProblem::Common));
+        assert_eq!(check("qwertyuiop123", "alice"), Err(PasswordProblem::Common));
         assert_eq!(check("1qaz2wsx3edc", "alice"), Err(PasswordProblem::Common));
     }
 
     #[test]
     fn username_inside_password_is_refused() {
-        assert_eq!(
-            check("my-name-is-Alice-ok", "alice"),
-            Err(PasswordProblem::ContainsUsername)
-        );
+        assert_eq!(check("my-name-is-Alice-ok", "alice"), Err(PasswordProblem::ContainsUsername));
     }
 
     #[test]
     fn repetitive_and_sequential_runs_are_refused() {
-        assert_eq!(
-            check("aaaaaaaaaaaa", "bob"),
-            Err(PasswordProblem::Repetitive)
-        );
-        assert_eq!(
-            check("abcabcabcabc", "bob"),
-            Err(PasswordProblem::Repetitive)
-        );
-        assert_eq!(
-            check("abcdefghijklm", "bob"),
-            Err(PasswordProblem::Repetitive)
-        );
-        assert_eq!(
-            check("123456789012", "bob"),
-            Err(PasswordProblem::Repetitive)
-        );
+        assert_eq!(check("aaaaaaaaaaaa", "bob"), Err(PasswordProblem::Repetitive));
+        assert_eq!(check("abcabcabcabc", "bob"), Err(PasswordProblem::Repetitive));
+        assert_eq!(check("abcdefghijklm", "bob"), Err(PasswordProblem::Repetitive));
+        assert_eq!(check("123456789012", "bob"), Err(PasswordProblem::Repetitive));
     }
 
     #[test]

@@ -93,11 +93,7 @@ mod tests {
     use Role::{Admin, Guest, Member, Owner};
 
     fn target(role: Role) -> TargetUser {
-        TargetUser {
-            role,
-            is_self: false,
-            is_last_owner: false,
-        }
+        TargetUser { role, is_self: false, is_last_owner: false }
     }
 
     fn can(actor: Role, action: Action) -> bool {
@@ -115,16 +111,8 @@ mod tests {
     #[test]
     fn user_list_and_audit_are_for_administrators_only() {
         for role in Role::ALL {
-            assert_eq!(
-                can(role, Action::ListUsers),
-                role.is_administrator(),
-                "{role}"
-            );
-            assert_eq!(
-                can(role, Action::ReadAudit),
-                role.is_administrator(),
-                "{role}"
-            );
+            assert_eq!(can(role, Action::ListUsers), role.is_administrator(), "{role}");
+            assert_eq!(can(role, Action::ReadAudit), role.is_administrator(), "{role}");
         }
     }
 
@@ -151,16 +139,9 @@ mod tests {
         for actor in Role::ALL {
             for from in Role::ALL {
                 for to in Role::ALL {
-                    let action = Action::ChangeRole {
-                        target: target(from),
-                        new_role: to,
-                    };
+                    let action = Action::ChangeRole { target: target(from), new_role: to };
                     let touches_admin = from >= Admin || to >= Admin;
-                    let expected = if touches_admin {
-                        actor == Owner
-                    } else {
-                        actor >= Admin
-                    };
+                    let expected = if touches_admin { actor == Owner } else { actor >= Admin };
                     assert_eq!(can(actor, action), expected, "{actor}: {from} -> {to}");
                 }
             }
@@ -169,41 +150,16 @@ mod tests {
 
     #[test]
     fn the_last_owner_cannot_be_demoted_or_disabled_even_by_themselves() {
-        let last = TargetUser {
-            role: Owner,
-            is_self: true,
-            is_last_owner: true,
-        };
+        let last = TargetUser { role: Owner, is_self: true, is_last_owner: true };
         for to in [Guest, Member, Admin] {
-            let result = authorize(
-                Actor { role: Owner },
-                Action::ChangeRole {
-                    target: last,
-                    new_role: to,
-                },
-            );
+            let result = authorize(Actor { role: Owner }, Action::ChangeRole { target: last, new_role: to });
             assert_eq!(result, Err(Denied::LastOwner));
         }
-        let other = TargetUser {
-            is_self: false,
-            ..last
-        };
-        let result = authorize(
-            Actor { role: Owner },
-            Action::SetDisabled {
-                target: other,
-                disabled: true,
-            },
-        );
+        let other = TargetUser { is_self: false, ..last };
+        let result = authorize(Actor { role: Owner }, Action::SetDisabled { target: other, disabled: true });
         assert_eq!(result, Err(Denied::LastOwner));
         // Keeping the last owner an owner is not a change that hurts.
-        let same = authorize(
-            Actor { role: Owner },
-            Action::ChangeRole {
-                target: last,
-                new_role: Owner,
-            },
-        );
+        let same = authorize(Actor { role: Owner }, Action::ChangeRole { target: last, new_role: Owner });
         assert_eq!(same, Ok(()));
     }
 
@@ -215,32 +171,13 @@ mod tests {
                     Guest | Member => actor >= Admin,
                     Admin | Owner => actor == Owner,
                 };
-                let action = Action::SetDisabled {
-                    target: target(subject),
-                    disabled: true,
-                };
+                let action = Action::SetDisabled { target: target(subject), disabled: true };
                 assert_eq!(can(actor, action), expected, "{actor} disabling {subject}");
             }
         }
-        let me = TargetUser {
-            role: Admin,
-            is_self: true,
-            is_last_owner: false,
-        };
-        assert!(!can(
-            Owner,
-            Action::SetDisabled {
-                target: me,
-                disabled: true
-            }
-        ));
-        assert!(can(
-            Owner,
-            Action::SetDisabled {
-                target: me,
-                disabled: false
-            }
-        ));
+        let me = TargetUser { role: Admin, is_self: true, is_last_owner: false };
+        assert!(!can(Owner, Action::SetDisabled { target: me, disabled: true }));
+        assert!(can(Owner, Action::SetDisabled { target: me, disabled: false }));
     }
 
     #[test]
@@ -248,9 +185,7 @@ mod tests {
         for actor in Role::ALL {
             for subject in Role::ALL {
                 let expected = may_manage_role(actor, subject);
-                let action = Action::RevokeUserSessions {
-                    target: target(subject),
-                };
+                let action = Action::RevokeUserSessions { target: target(subject) };
                 assert_eq!(can(actor, action), expected, "{actor} revoking {subject}");
             }
         }

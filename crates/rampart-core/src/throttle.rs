@@ -61,33 +61,20 @@ pub struct ThrottleState {
 }
 
 /// The state after one more failure at `now`.
-pub fn after_failure(
-    previous: Option<ThrottleState>,
-    now: Timestamp,
-    policy: &ThrottlePolicy,
-) -> ThrottleState {
+pub fn after_failure(previous: Option<ThrottleState>, now: Timestamp, policy: &ThrottlePolicy) -> ThrottleState {
     let failures = match previous {
-        Some(state) if state.last_failure_at.ms_until(now) <= policy.window_ms => {
-            state.failures.saturating_add(1)
-        }
+        Some(state) if state.last_failure_at.ms_until(now) <= policy.window_ms => state.failures.saturating_add(1),
         _ => 1,
     };
     let wait_ms = if failures >= policy.lock_failures {
         policy.lock_ms
     } else if failures > policy.free_failures {
         let doublings = (failures - policy.free_failures - 1).min(30);
-        policy
-            .backoff_ms_base
-            .saturating_mul(1_i64 << doublings)
-            .min(policy.backoff_ms_max)
+        policy.backoff_ms_base.saturating_mul(1_i64 << doublings).min(policy.backoff_ms_max)
     } else {
         0
     };
-    ThrottleState {
-        failures,
-        last_failure_at: now,
-        blocked_until: now.plus_ms(wait_ms),
-    }
+    ThrottleState { failures, last_failure_at: now, blocked_until: now.plus_ms(wait_ms) }
 }
 
 /// Milliseconds the caller must still wait, or `None` when an attempt may be made now.

@@ -4,8 +4,8 @@
 use unicode_normalization::UnicodeNormalization;
 
 use crate::limits::{
-    CHANNEL_NAME_CHARS_MAX, CLIENT_ID_CHARS_MAX, DIRECTORY_QUERY_CHARS_MAX, DISPLAY_NAME_CHARS_MAX,
-    MESSAGE_CHARS_MAX, PASSWORD_CHARS_MAX, TOPIC_CHARS_MAX, USERNAME_CHARS_MAX,
+    CHANNEL_NAME_CHARS_MAX, CLIENT_ID_CHARS_MAX, DIRECTORY_QUERY_CHARS_MAX, DISPLAY_NAME_CHARS_MAX, MESSAGE_CHARS_MAX,
+    PASSWORD_CHARS_MAX, TOPIC_CHARS_MAX, USERNAME_CHARS_MAX,
 };
 
 /// What is wrong with one field: the field's name and a sentence safe to show.
@@ -17,10 +17,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
+        Self { field, message: message.into() }
     }
 }
 
@@ -41,9 +38,8 @@ impl Username {
             ));
         }
         let first_ok = folded.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok = folded
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+        let rest_ok =
+            folded.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
         if !first_ok || !rest_ok {
             return Err(FieldError::new(
                 "username",
@@ -122,9 +118,7 @@ pub struct DirectoryQuery(String);
 impl DirectoryQuery {
     pub fn parse(text: &str) -> Result<Self, FieldError> {
         let trimmed = text.trim();
-        if trimmed.chars().count() > DIRECTORY_QUERY_CHARS_MAX
-            || trimmed.chars().any(char::is_control)
-        {
+        if trimmed.chars().count() > DIRECTORY_QUERY_CHARS_MAX || trimmed.chars().any(char::is_control) {
             return Err(FieldError::new(
                 "q",
                 format!("The search text must have at most {DIRECTORY_QUERY_CHARS_MAX} characters and no control characters."),
@@ -146,9 +140,7 @@ impl ChannelName {
     pub fn parse(text: &str) -> Result<Self, FieldError> {
         let len = text.chars().count();
         let first_ok = text.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok = text
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        let rest_ok = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if len == 0 || len > CHANNEL_NAME_CHARS_MAX || !first_ok || !rest_ok {
             return Err(FieldError::new(
                 "name",
@@ -204,15 +196,9 @@ impl MessageBody {
         let normalized: String = text.nfc().collect();
         let len = normalized.chars().count();
         if len == 0 || len > MESSAGE_CHARS_MAX {
-            return Err(FieldError::new(
-                "body",
-                format!("A message must have 1 to {MESSAGE_CHARS_MAX} characters."),
-            ));
+            return Err(FieldError::new("body", format!("A message must have 1 to {MESSAGE_CHARS_MAX} characters.")));
         }
-        if normalized
-            .chars()
-            .any(|c| (c < ' ' && c != '\n' && c != '\t') || c == '\u{7f}')
-        {
+        if normalized.chars().any(|c| (c < ' ' && c != '\n' && c != '\t') || c == '\u{7f}') {
             return Err(FieldError::new(
                 "body",
                 "A message must not contain control characters other than newline and tab.",
@@ -246,15 +232,11 @@ pub struct ClientId(String);
 
 impl ClientId {
     pub fn parse(text: &str) -> Result<Self, FieldError> {
-        let ok = !text.is_empty()
-            && text.len() <= CLIENT_ID_CHARS_MAX
-            && text.bytes().all(|b| b.is_ascii_graphic());
+        let ok = !text.is_empty() && text.len() <= CLIENT_ID_CHARS_MAX && text.bytes().all(|b| b.is_ascii_graphic());
         if !ok {
             return Err(FieldError::new(
                 "client_id",
-                format!(
-                    "client_id must have 1 to {CLIENT_ID_CHARS_MAX} printable ASCII characters."
-                ),
+                format!("client_id must have 1 to {CLIENT_ID_CHARS_MAX} printable ASCII characters."),
             ));
         }
         Ok(Self(text.to_owned()))
@@ -275,10 +257,7 @@ mod tests {
 
     #[test]
     fn usernames_are_folded_and_bounded() {
-        assert_eq!(
-            Username::parse("Alice").map(|u| u.0),
-            Ok("alice".to_owned())
-        );
+        assert_eq!(Username::parse("Alice").map(|u| u.0), Ok("alice".to_owned()));
         assert!(Username::parse("a.b_c-9").is_ok());
         assert!(Username::parse("").is_err());
         assert!(Username::parse("-lead").is_err());
@@ -291,10 +270,7 @@ mod tests {
 
     #[test]
     fn display_names_refuse_controls_and_bidi_overrides() {
-        assert_eq!(
-            DisplayName::parse("  Zoë  ").map(|d| d.0),
-            Ok("Zoë".to_owned())
-        );
+        assert_eq!(DisplayName::parse("  Zoë  ").map(|d| d.0), Ok("Zoë".to_owned()));
         assert!(DisplayName::parse("evil\u{202E}gnp.exe").is_err());
         assert!(DisplayName::parse("line\nbreak").is_err());
         assert!(DisplayName::parse("   ").is_err());

@@ -34,17 +34,9 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn new(params: PasswordParams) -> Result<Self, PasswordError> {
-        let params = Params::new(
-            params.memory_kib,
-            params.iterations,
-            params.parallelism,
-            None,
-        )
-        .map_err(|_| PasswordError::Params)?;
-        let mut hasher = Self {
-            params,
-            dummy_hash: String::new(),
-        };
+        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
+            .map_err(|_| PasswordError::Params)?;
+        let mut hasher = Self { params, dummy_hash: String::new() };
         let filler = crate::token::Token::generate();
         hasher.dummy_hash = hasher.hash(&SecretString::from(filler.expose().to_owned()))?;
         Ok(hasher)
@@ -67,10 +59,7 @@ impl PasswordHasher {
     /// The parameters are read from `stored`, so hashes made with older costs still verify.
     pub fn verify(&self, password: &SecretString, stored: &str) -> bool {
         match PasswordHash::new(stored) {
-            Ok(parsed) => self
-                .argon2()
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok(),
+            Ok(parsed) => self.argon2().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok(),
             Err(_) => false,
         }
     }
@@ -86,12 +75,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordHasher {
-        PasswordHasher::new(PasswordParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .expect("params")
+        PasswordHasher::new(PasswordParams { memory_kib: 1024, iterations: 1, parallelism: 1 }).expect("params")
     }
 
     #[test]
@@ -101,18 +85,13 @@ mod tests {
         let stored = hasher.hash(&password).expect("hash");
         assert!(stored.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert!(hasher.verify(&password, &stored));
-        assert!(!hasher.verify(
-            &SecretString::from("correct horse battery staplE".to_owned()),
-            &stored
-        ));
+        assert!(!hasher.verify(&SecretString::from("correct horse battery staplE".to_owned()), &stored));
     }
 
     #[test]
     fn passwords_are_used_exactly_as_typed() {
         let hasher = cheap();
-        let stored = hasher
-            .hash(&SecretString::from(" spaced password ".to_owned()))
-            .expect("hash");
+        let stored = hasher.hash(&SecretString::from(" spaced password ".to_owned())).expect("hash");
         assert!(!hasher.verify(&SecretString::from("spaced password".to_owned()), &stored));
     }
 
@@ -120,25 +99,16 @@ mod tests {
     fn salts_differ_and_malformed_hashes_do_not_verify() {
         let hasher = cheap();
         let password = SecretString::from("same password twice".to_owned());
-        assert_ne!(
-            hasher.hash(&password).expect("a"),
-            hasher.hash(&password).expect("b")
-        );
+        assert_ne!(hasher.hash(&password).expect("a"), hasher.hash(&password).expect("b"));
         assert!(!hasher.verify(&password, "not a phc string"));
         assert!(!hasher.verify(&password, ""));
     }
 
     #[test]
     fn production_parameters_meet_the_design_floor() {
-        let params = PasswordParams {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            parallelism: 1,
-        };
+        let params = PasswordParams { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 };
         let hasher = PasswordHasher::new(params).expect("params");
-        let stored = hasher
-            .hash(&SecretString::from("a long enough password".to_owned()))
-            .expect("hash");
+        let stored = hasher.hash(&SecretString::from("a long enough password".to_owned())).expect("hash");
         assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     }
 }

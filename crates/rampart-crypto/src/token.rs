@@ -31,10 +31,8 @@ impl Token {
     /// Accepts a token presented by a client, if it has the shape of one of ours. The shape check
     /// keeps junk (and oversized input) away from the store.
     pub fn parse(text: &str) -> Option<Self> {
-        let shaped = text.len() == TOKEN_TEXT_CHARS
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let shaped =
+            text.len() == TOKEN_TEXT_CHARS && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         shaped.then(|| Token(SecretString::from(text.to_owned())))
     }
 
@@ -118,9 +116,6 @@ mod tests {
     #[test]
     fn hash_is_sha256_hex() {
         let token = Token(SecretString::from("abc".to_owned()));
-        assert_eq!(
-            token.hash().as_str(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(token.hash().as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -13,11 +13,7 @@ use rampart_core::Timestamp;
 use crate::sqlite::{migrator, open_pool};
 use crate::StoreResult;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "audit log",
-    include_str!("../migrations/sqlite/audit_0001.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "audit log", include_str!("../migrations/sqlite/audit_0001.sql"))];
 
 /// One security-relevant action. `details` is a JSON object; it never holds a secret or a message
 /// body.

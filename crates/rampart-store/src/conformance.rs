@@ -15,10 +15,8 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}-{n}-{nanos:x}")
 }
 
@@ -37,10 +35,7 @@ async fn invite(store: &dyn Store, role: Role) -> String {
         created_at: NOW,
         expires_at: NOW.plus_ms(3_600_000),
     };
-    store
-        .create_invitation(&invitation)
-        .await
-        .expect("create invitation");
+    store.create_invitation(&invitation).await.expect("create invitation");
     token_hash
 }
 
@@ -58,11 +53,7 @@ fn new_user(username: &str) -> NewUser {
 pub async fn make_user(store: &dyn Store, role: Role) -> UserRecord {
     let token = invite(store, role).await;
     let name = unique("u");
-    match store
-        .enroll(&token, NOW, &new_user(&name))
-        .await
-        .expect("enroll")
-    {
+    match store.enroll(&token, NOW, &new_user(&name)).await.expect("enroll") {
         EnrollOutcome::Enrolled(user) => user,
         other => panic!("enroll failed: {other:?}"),
     }
@@ -105,94 +96,44 @@ pub async fn run_accounts(store: &dyn Store) {
 pub async fn invitation_is_used_once(store: &dyn Store) {
     let token = invite(store, Role::Member).await;
     assert!(store.invitation_is_open(&token, NOW).await.expect("open"));
-    let first = store
-        .enroll(&token, NOW, &new_user(&unique("a")))
-        .await
-        .expect("enroll");
-    assert!(
-        matches!(first, EnrollOutcome::Enrolled(ref u) if u.role == Role::Member),
-        "{first:?}"
-    );
-    let second = store
-        .enroll(&token, NOW, &new_user(&unique("b")))
-        .await
-        .expect("enroll");
-    assert_eq!(
-        second,
-        EnrollOutcome::InvalidInvitation,
-        "an invitation must work once"
-    );
-    let unknown = store
-        .enroll("no-such-hash", NOW, &new_user(&unique("c")))
-        .await
-        .expect("enroll");
+    let first = store.enroll(&token, NOW, &new_user(&unique("a"))).await.expect("enroll");
+    assert!(matches!(first, EnrollOutcome::Enrolled(ref u) if u.role == Role::Member), "{first:?}");
+    let second = store.enroll(&token, NOW, &new_user(&unique("b"))).await.expect("enroll");
+    assert_eq!(second, EnrollOutcome::InvalidInvitation, "an invitation must work once");
+    let unknown = store.enroll("no-such-hash", NOW, &new_user(&unique("c"))).await.expect("enroll");
     assert_eq!(unknown, EnrollOutcome::InvalidInvitation);
 }
 
 pub async fn enrollment_with_taken_username_leaves_invitation_unused(store: &dyn Store) {
     let existing = make_user(store, Role::Member).await;
     let token = invite(store, Role::Guest).await;
-    let clash = store
-        .enroll(&token, NOW, &new_user(existing.username.as_str()))
-        .await
-        .expect("enroll");
+    let clash = store.enroll(&token, NOW, &new_user(existing.username.as_str())).await.expect("enroll");
     assert_eq!(clash, EnrollOutcome::UsernameTaken);
-    let retry = store
-        .enroll(&token, NOW, &new_user(&unique("d")))
-        .await
-        .expect("enroll");
-    assert!(
-        matches!(retry, EnrollOutcome::Enrolled(ref u) if u.role == Role::Guest),
-        "{retry:?}"
-    );
+    let retry = store.enroll(&token, NOW, &new_user(&unique("d"))).await.expect("enroll");
+    assert!(matches!(retry, EnrollOutcome::Enrolled(ref u) if u.role == Role::Guest), "{retry:?}");
 }
 
 pub async fn expired_invitation_is_refused(store: &dyn Store) {
     let token = invite(store, Role::Member).await;
     let late = NOW.plus_ms(3_600_001);
-    let outcome = store
-        .enroll(&token, late, &new_user(&unique("e")))
-        .await
-        .expect("enroll");
+    let outcome = store.enroll(&token, late, &new_user(&unique("e"))).await.expect("enroll");
     assert_eq!(outcome, EnrollOutcome::InvalidInvitation);
-    assert!(!store
-        .has_open_invitation(Role::Member, Timestamp(i64::MAX - 1))
-        .await
-        .expect("open"));
+    assert!(!store.has_open_invitation(Role::Member, Timestamp(i64::MAX - 1)).await.expect("open"));
 }
 
 pub async fn users_round_trip_and_search(store: &dyn Store) {
     let user = make_user(store, Role::Admin).await;
-    let by_id = store
-        .user_by_id(&user.id)
-        .await
-        .expect("by id")
-        .expect("exists");
+    let by_id = store.user_by_id(&user.id).await.expect("by id").expect("exists");
     assert_eq!(by_id, user);
-    let by_name = store
-        .user_by_username(user.username.as_str())
-        .await
-        .expect("by name")
-        .expect("exists");
+    let by_name = store.user_by_username(user.username.as_str()).await.expect("by name").expect("exists");
     assert_eq!(by_name.id, user.id);
     let query = DirectoryQuery::parse(user.username.as_str()).expect("query");
     let found = store.search_users(&query, 10).await.expect("search");
     assert_eq!(found.len(), 1);
-    store
-        .record_login(&user.id, NOW.plus_ms(5))
-        .await
-        .expect("record login");
-    let after = store
-        .user_by_id(&user.id)
-        .await
-        .expect("by id")
-        .expect("exists");
+    store.record_login(&user.id, NOW.plus_ms(5)).await.expect("record login");
+    let after = store.user_by_id(&user.id).await.expect("by id").expect("exists");
     assert_eq!(after.last_login_at, Some(NOW.plus_ms(5)));
-    assert!(store
-        .user_by_id(&UserId::from_generated(id("ghost")))
-        .await
-        .expect("by id")
-        .is_none());
+    assert!(store.user_by_id(&UserId::from_generated(id("ghost"))).await.expect("by id").is_none());
     assert!(store.count_users().await.expect("count") >= 1);
     assert!(!store.list_users(1000).await.expect("list").is_empty());
 }
@@ -204,73 +145,34 @@ pub async fn sessions_lifecycle(store: &dyn Store) {
     let second = new_session(&user.id, NOW.plus_ms(1));
     store.create_session(&first, 10).await.expect("create");
     store.create_session(&second, 10).await.expect("create");
-    let found = store
-        .session_by_token_hash(&first.token_hash)
-        .await
-        .expect("lookup")
-        .expect("exists");
+    let found = store.session_by_token_hash(&first.token_hash).await.expect("lookup").expect("exists");
     assert_eq!(found.user_id, user.id);
-    store
-        .touch_session(&first.id, NOW.plus_ms(500))
-        .await
-        .expect("touch");
-    let touched = store
-        .session_by_token_hash(&first.token_hash)
-        .await
-        .expect("lookup")
-        .expect("exists");
+    store.touch_session(&first.id, NOW.plus_ms(500)).await.expect("touch");
+    let touched = store.session_by_token_hash(&first.token_hash).await.expect("lookup").expect("exists");
     assert_eq!(touched.last_seen_at, NOW.plus_ms(500));
     assert_eq!(store.list_sessions(&user.id).await.expect("list").len(), 2);
     // Someone else's session id is not ours to end.
-    assert!(!store
-        .delete_session(&other.id, &first.id)
-        .await
-        .expect("delete"));
-    assert!(store
-        .delete_session(&user.id, &first.id)
-        .await
-        .expect("delete"));
-    assert!(store
-        .session_by_token_hash(&first.token_hash)
-        .await
-        .expect("lookup")
-        .is_none());
+    assert!(!store.delete_session(&other.id, &first.id).await.expect("delete"));
+    assert!(store.delete_session(&user.id, &first.id).await.expect("delete"));
+    assert!(store.session_by_token_hash(&first.token_hash).await.expect("lookup").is_none());
     let third = new_session(&user.id, NOW.plus_ms(2));
     store.create_session(&third, 10).await.expect("create");
-    assert_eq!(
-        store
-            .delete_sessions_except(&user.id, Some(&third.id))
-            .await
-            .expect("delete"),
-        1
-    );
+    assert_eq!(store.delete_sessions_except(&user.id, Some(&third.id)).await.expect("delete"), 1);
     assert_eq!(store.list_sessions(&user.id).await.expect("list").len(), 1);
-    let stale = store
-        .delete_stale_sessions(NOW.plus_ms(3_600_003), Timestamp(0))
-        .await
-        .expect("stale");
+    let stale = store.delete_stale_sessions(NOW.plus_ms(3_600_003), Timestamp(0)).await.expect("stale");
     assert!(stale >= 1);
-    assert!(store
-        .list_sessions(&user.id)
-        .await
-        .expect("list")
-        .is_empty());
+    assert!(store.list_sessions(&user.id).await.expect("list").is_empty());
 }
 
 pub async fn session_cap_ends_the_oldest(store: &dyn Store) {
     let user = make_user(store, Role::Member).await;
-    let sessions: Vec<NewSession> = (0..4)
-        .map(|i| new_session(&user.id, NOW.plus_ms(i)))
-        .collect();
+    let sessions: Vec<NewSession> = (0..4).map(|i| new_session(&user.id, NOW.plus_ms(i))).collect();
     for session in &sessions {
         store.create_session(session, 3).await.expect("create");
     }
     let left = store.list_sessions(&user.id).await.expect("list");
     assert_eq!(left.len(), 3);
-    assert!(
-        left.iter().all(|s| s.id != sessions[0].id),
-        "the oldest must go"
-    );
+    assert!(left.iter().all(|s| s.id != sessions[0].id), "the oldest must go");
 }
 
 pub async fn password_change_replaces_every_session(store: &dyn Store) {
@@ -280,20 +182,10 @@ pub async fn password_change_replaces_every_session(store: &dyn Store) {
     store.create_session(&old_a, 10).await.expect("create");
     store.create_session(&old_b, 10).await.expect("create");
     let fresh = new_session(&user.id, NOW.plus_ms(10));
-    store
-        .change_password(&user.id, "$argon2id$new", &fresh)
-        .await
-        .expect("change");
+    store.change_password(&user.id, "$argon2id$new", &fresh).await.expect("change");
     let left = store.list_sessions(&user.id).await.expect("list");
-    assert_eq!(
-        left.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
-        vec![fresh.id]
-    );
-    let after = store
-        .user_by_id(&user.id)
-        .await
-        .expect("by id")
-        .expect("exists");
+    assert_eq!(left.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![fresh.id]);
+    let after = store.user_by_id(&user.id).await.expect("by id").expect("exists");
     assert_eq!(after.password_hash, "$argon2id$new");
 }
 
@@ -301,57 +193,15 @@ pub async fn disabling_ends_sessions(store: &dyn Store) {
     let user = make_user(store, Role::Member).await;
     let session = new_session(&user.id, NOW);
     store.create_session(&session, 10).await.expect("create");
-    assert_eq!(
-        store
-            .set_user_disabled(&user.id, true)
-            .await
-            .expect("disable"),
-        GuardedUpdate::Done
-    );
-    assert!(store
-        .list_sessions(&user.id)
-        .await
-        .expect("list")
-        .is_empty());
-    assert!(
-        store
-            .user_by_id(&user.id)
-            .await
-            .expect("by id")
-            .expect("exists")
-            .disabled
-    );
+    assert_eq!(store.set_user_disabled(&user.id, true).await.expect("disable"), GuardedUpdate::Done);
+    assert!(store.list_sessions(&user.id).await.expect("list").is_empty());
+    assert!(store.user_by_id(&user.id).await.expect("by id").expect("exists").disabled);
     let query = DirectoryQuery::parse(user.username.as_str()).expect("query");
-    assert!(
-        store
-            .search_users(&query, 10)
-            .await
-            .expect("search")
-            .is_empty(),
-        "disabled users are not listed"
-    );
-    assert_eq!(
-        store
-            .set_user_disabled(&user.id, false)
-            .await
-            .expect("enable"),
-        GuardedUpdate::Done
-    );
+    assert!(store.search_users(&query, 10).await.expect("search").is_empty(), "disabled users are not listed");
+    assert_eq!(store.set_user_disabled(&user.id, false).await.expect("enable"), GuardedUpdate::Done);
     let ghost = UserId::from_generated(id("ghost"));
-    assert_eq!(
-        store
-            .set_user_disabled(&ghost, true)
-            .await
-            .expect("disable"),
-        GuardedUpdate::NotFound
-    );
-    assert_eq!(
-        store
-            .set_user_role(&ghost, Role::Admin)
-            .await
-            .expect("role"),
-        GuardedUpdate::NotFound
-    );
+    assert_eq!(store.set_user_disabled(&ghost, true).await.expect("disable"), GuardedUpdate::NotFound);
+    assert_eq!(store.set_user_role(&ghost, Role::Admin).await.expect("role"), GuardedUpdate::NotFound);
 }
 
 pub async fn last_owner_is_kept(store: &dyn Store) {
@@ -365,100 +215,37 @@ pub async fn last_owner_is_kept(store: &dyn Store) {
         .collect();
     let keep = make_user(store, Role::Owner).await;
     for owner in owners {
-        assert_eq!(
-            store
-                .set_user_role(&owner.id, Role::Member)
-                .await
-                .expect("demote"),
-            GuardedUpdate::Done
-        );
+        assert_eq!(store.set_user_role(&owner.id, Role::Member).await.expect("demote"), GuardedUpdate::Done);
     }
     assert_eq!(store.count_enabled_owners().await.expect("count"), 1);
-    assert_eq!(
-        store
-            .set_user_role(&keep.id, Role::Admin)
-            .await
-            .expect("demote"),
-        GuardedUpdate::LastOwner
-    );
-    assert_eq!(
-        store
-            .set_user_disabled(&keep.id, true)
-            .await
-            .expect("disable"),
-        GuardedUpdate::LastOwner
-    );
+    assert_eq!(store.set_user_role(&keep.id, Role::Admin).await.expect("demote"), GuardedUpdate::LastOwner);
+    assert_eq!(store.set_user_disabled(&keep.id, true).await.expect("disable"), GuardedUpdate::LastOwner);
     let second = make_user(store, Role::Owner).await;
-    assert_eq!(
-        store
-            .set_user_role(&keep.id, Role::Admin)
-            .await
-            .expect("demote"),
-        GuardedUpdate::Done
-    );
-    assert_eq!(
-        store
-            .set_user_role(&second.id, Role::Member)
-            .await
-            .expect("demote"),
-        GuardedUpdate::LastOwner
-    );
+    assert_eq!(store.set_user_role(&keep.id, Role::Admin).await.expect("demote"), GuardedUpdate::Done);
+    assert_eq!(store.set_user_role(&second.id, Role::Member).await.expect("demote"), GuardedUpdate::LastOwner);
 }
 
 pub async fn throttle_state_accumulates_and_clears(store: &dyn Store) {
     let key = unique("k");
     let policy = ThrottlePolicy::ACCOUNT_DEFAULT;
-    assert!(store
-        .throttle_state(ThrottleScope::Account, &key)
-        .await
-        .expect("state")
-        .is_none());
+    assert!(store.throttle_state(ThrottleScope::Account, &key).await.expect("state").is_none());
     for expected in 1..=3u32 {
         let step = |prev| after_failure(prev, NOW, &policy);
-        let state = store
-            .throttle_failure(ThrottleScope::Account, &key, &step)
-            .await
-            .expect("failure");
+        let state = store.throttle_failure(ThrottleScope::Account, &key, &step).await.expect("failure");
         assert_eq!(state.failures, expected);
     }
     // Scopes are separate keyspaces.
-    assert!(store
-        .throttle_state(ThrottleScope::Ip, &key)
-        .await
-        .expect("state")
-        .is_none());
-    let stored = store
-        .throttle_state(ThrottleScope::Account, &key)
-        .await
-        .expect("state")
-        .expect("exists");
+    assert!(store.throttle_state(ThrottleScope::Ip, &key).await.expect("state").is_none());
+    let stored = store.throttle_state(ThrottleScope::Account, &key).await.expect("state").expect("exists");
     assert_eq!(stored.failures, 3);
-    store
-        .throttle_clear(ThrottleScope::Account, &key)
-        .await
-        .expect("clear");
-    assert!(store
-        .throttle_state(ThrottleScope::Account, &key)
-        .await
-        .expect("state")
-        .is_none());
+    store.throttle_clear(ThrottleScope::Account, &key).await.expect("clear");
+    assert!(store.throttle_state(ThrottleScope::Account, &key).await.expect("state").is_none());
 }
 
 pub async fn search_treats_wildcards_literally(store: &dyn Store) {
     make_user(store, Role::Member).await;
     let query = DirectoryQuery::parse("%").expect("query");
-    assert!(
-        store
-            .search_users(&query, 10)
-            .await
-            .expect("search")
-            .is_empty(),
-        "% must not match everything"
-    );
+    assert!(store.search_users(&query, 10).await.expect("search").is_empty(), "% must not match everything");
     let query = DirectoryQuery::parse("' OR 1=1 --").expect("query");
-    assert!(store
-        .search_users(&query, 10)
-        .await
-        .expect("search")
-        .is_empty());
+    assert!(store.search_users(&query, 10).await.expect("search").is_empty());
 }

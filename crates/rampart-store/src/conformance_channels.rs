@@ -20,11 +20,7 @@ pub async fn run_all(store: &dyn Backend) {
     direct_channels_are_one_per_pair(store).await;
 }
 
-async fn new_channel(
-    store: &dyn Backend,
-    creator: &UserRecord,
-    kind: ChannelKind,
-) -> ChannelRecord {
+async fn new_channel(store: &dyn Backend, creator: &UserRecord, kind: ChannelKind) -> ChannelRecord {
     let channel = NewChannel {
         id: ChannelId::from_generated(id("chan")),
         kind,
@@ -34,7 +30,7 @@ async fn new_channel(
         created_at: NOW,
     };
     match store.create_channel(&channel).await.expect("create") {
-        CreateChannelOutcome::Created(record, _) => record,
+        CreateChannelOutcome::Created(record, _) => *record,
         other => panic!("create failed: {other:?}"),
     }
 }
@@ -61,21 +57,9 @@ async fn post(store: &dyn Backend, new: &NewMessage) -> EventRecord {
 pub async fn channel_creation_and_names(store: &dyn Backend) {
     let creator = make_user(store, Role::Member).await;
     let channel = new_channel(store, &creator, ChannelKind::Public).await;
-    assert_eq!(
-        channel.last_seq, 1,
-        "creation writes member.joined as event 1"
-    );
-    assert_eq!(
-        store
-            .membership(&channel.id, &creator.id)
-            .await
-            .expect("membership"),
-        Some(ChannelRole::Admin)
-    );
-    let events = store
-        .events_after(&channel.id, 0, 10)
-        .await
-        .expect("events");
+    assert_eq!(channel.last_seq, 1, "creation writes member.joined as event 1");
+    assert_eq!(store.membership(&channel.id, &creator.id).await.expect("membership"), Some(ChannelRole::Admin));
+    let events = store.events_after(&channel.id, 0, 10).await.expect("events");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::MemberJoined);
     assert_eq!(events[0].user_id.as_ref(), Some(&creator.id));
@@ -87,32 +71,16 @@ pub async fn channel_creation_and_names(store: &dyn Backend) {
         created_by: creator.id.clone(),
         created_at: NOW,
     };
-    assert_eq!(
-        store.create_channel(&clash).await.expect("create"),
-        CreateChannelOutcome::NameTaken
-    );
+    assert_eq!(store.create_channel(&clash).await.expect("create"), CreateChannelOutcome::NameTaken);
     let other = new_channel(store, &creator, ChannelKind::Private).await;
-    let rename = ChannelChange {
-        name: channel.name.clone(),
-        ..ChannelChange::default()
-    };
-    assert!(matches!(
-        store
-            .update_channel(&other.id, &rename, NOW)
-            .await
-            .expect("update"),
-        UpdateOutcome::NameTaken
-    ));
+    let rename = ChannelChange { name: channel.name.clone(), ..ChannelChange::default() };
+    assert!(matches!(store.update_channel(&other.id, &rename, NOW).await.expect("update"), UpdateOutcome::NameTaken));
     let archive = ChannelChange {
         archived: Some(true),
         topic: Some(Topic::parse("new").expect("topic")),
         ..ChannelChange::default()
     };
-    match store
-        .update_channel(&other.id, &archive, NOW)
-        .await
-        .expect("update")
-    {
+    match store.update_channel(&other.id, &archive, NOW).await.expect("update") {
         UpdateOutcome::Updated(event) => {
             assert_eq!(event.kind, EventKind::ChannelUpdated);
             let record = event.channel.expect("channel");
@@ -122,13 +90,7 @@ pub async fn channel_creation_and_names(store: &dyn Backend) {
         other => panic!("{other:?}"),
     }
     let ghost = ChannelId::from_generated(id("ghost"));
-    assert!(matches!(
-        store
-            .update_channel(&ghost, &archive, NOW)
-            .await
-            .expect("update"),
-        UpdateOutcome::NotFound
-    ));
+    assert!(matches!(store.update_channel(&ghost, &archive, NOW).await.expect("update"), UpdateOutcome::NotFound));
     assert!(store.channel(&ghost).await.expect("channel").is_none());
 }
 
@@ -146,43 +108,22 @@ pub async fn messages_threads_and_idempotency(store: &dyn Backend) {
         PostOutcome::Duplicate(original) => assert_eq!(original.id, first.id),
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        store
-            .channel(&channel.id)
-            .await
-            .expect("channel")
-            .expect("exists")
-            .last_seq,
-        2
-    );
+    assert_eq!(store.channel(&channel.id).await.expect("channel").expect("exists").last_seq, 2);
     // Replies count on their parent; a reply cannot be a parent.
     let mut reply = message(&channel, &user, "a reply");
     reply.thread_id = Some(first.id.clone());
     let reply_event = post(store, &reply).await;
-    let parent = store
-        .message(&first.id)
-        .await
-        .expect("message")
-        .expect("exists");
+    let parent = store.message(&first.id).await.expect("message").expect("exists");
     assert_eq!(parent.reply_count, 1);
     let mut nested = message(&channel, &user, "nested");
     nested.thread_id = Some(reply.id.clone());
-    assert!(matches!(
-        store.post_message(&nested).await.expect("post"),
-        PostOutcome::ThreadNotFound
-    ));
+    assert!(matches!(store.post_message(&nested).await.expect("post"), PostOutcome::ThreadNotFound));
     // A thread in another channel is not found here.
     let elsewhere = new_channel(store, &user, ChannelKind::Public).await;
     let mut cross = message(&elsewhere, &user, "cross");
     cross.thread_id = Some(first.id.clone());
-    assert!(matches!(
-        store.post_message(&cross).await.expect("post"),
-        PostOutcome::ThreadNotFound
-    ));
-    assert_eq!(
-        reply_event.message.expect("message").thread_id,
-        Some(first.id)
-    );
+    assert!(matches!(store.post_message(&cross).await.expect("post"), PostOutcome::ThreadNotFound));
+    assert_eq!(reply_event.message.expect("message").thread_id, Some(first.id));
 }
 
 pub async fn edits_and_deletes_rewrite_the_log(store: &dyn Backend) {
@@ -191,56 +132,26 @@ pub async fn edits_and_deletes_rewrite_the_log(store: &dyn Backend) {
     let new = message(&channel, &user, "secret plan");
     post(store, &new).await;
     let edited = store
-        .edit_message(
-            &new.id,
-            &MessageBody::parse("revised plan").expect("body"),
-            NOW.plus_ms(1),
-        )
+        .edit_message(&new.id, &MessageBody::parse("revised plan").expect("body"), NOW.plus_ms(1))
         .await
         .expect("edit")
         .expect("edited");
     assert_eq!(edited.kind, EventKind::MessageEdited);
     assert_eq!(edited.seq, 3);
-    let deleted = store
-        .delete_message(&new.id, NOW.plus_ms(2))
-        .await
-        .expect("delete")
-        .expect("deleted");
+    let deleted = store.delete_message(&new.id, NOW.plus_ms(2)).await.expect("delete").expect("deleted");
     assert_eq!(deleted.kind, EventKind::MessageDeleted);
     let tombstone = deleted.message.expect("message");
     assert!(tombstone.deleted && tombstone.body.is_none());
-    assert!(
-        store
-            .delete_message(&new.id, NOW)
-            .await
-            .expect("delete")
-            .is_none(),
-        "deleting twice is a no-op"
-    );
-    assert!(store
-        .edit_message(&new.id, &MessageBody::parse("x").expect("body"), NOW)
-        .await
-        .expect("edit")
-        .is_none());
+    assert!(store.delete_message(&new.id, NOW).await.expect("delete").is_none(), "deleting twice is a no-op");
+    assert!(store.edit_message(&new.id, &MessageBody::parse("x").expect("body"), NOW).await.expect("edit").is_none());
     // Replay shows the current state everywhere: the body is gone from the log too.
-    let events = store
-        .events_after(&channel.id, 0, 100)
-        .await
-        .expect("events");
+    let events = store.events_after(&channel.id, 0, 100).await.expect("events");
     let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
-        vec![
-            EventKind::MemberJoined,
-            EventKind::MessageCreated,
-            EventKind::MessageEdited,
-            EventKind::MessageDeleted
-        ]
+        vec![EventKind::MemberJoined, EventKind::MessageCreated, EventKind::MessageEdited, EventKind::MessageDeleted]
     );
-    assert!(events
-        .iter()
-        .filter_map(|e| e.message.as_ref())
-        .all(|m| m.body.is_none() && m.deleted));
+    assert!(events.iter().filter_map(|e| e.message.as_ref()).all(|m| m.body.is_none() && m.deleted));
 }
 
 pub async fn concurrent_posts_keep_seq_dense(store: &dyn Backend) {
@@ -252,25 +163,15 @@ pub async fn concurrent_posts_keep_seq_dense(store: &dyn Backend) {
         let user = user.clone();
         async move {
             for i in 0..PER_WRITER {
-                post(
-                    store,
-                    &message(&channel, &user, &format!("writer {n} message {i}")),
-                )
-                .await;
+                post(store, &message(&channel, &user, &format!("writer {n} message {i}"))).await;
             }
         }
     };
     tokio::join!(writer(0), writer(1), writer(2), writer(3));
-    let events = store
-        .events_after(&channel.id, 0, 1_000)
-        .await
-        .expect("events");
+    let events = store.events_after(&channel.id, 0, 1_000).await.expect("events");
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     let expected: Vec<i64> = (1..=(1 + 4 * PER_WRITER as i64)).collect();
-    assert_eq!(
-        seqs, expected,
-        "seq must be dense with no gap and no duplicate"
-    );
+    assert_eq!(seqs, expected, "seq must be dense with no gap and no duplicate");
 }
 
 pub async fn history_pages_both_ways(store: &dyn Backend) {
@@ -283,57 +184,26 @@ pub async fn history_pages_both_ways(store: &dyn Backend) {
         post(store, &new).await;
     }
     // Messages have seq 2..=8.
-    let page = |before, after, limit| HistoryQuery {
-        before_seq: before,
-        after_seq: after,
-        thread_id: None,
-        limit,
-    };
-    let (latest, more) = store
-        .history(&channel.id, page(None, None, 3))
-        .await
-        .expect("history");
-    assert_eq!(
-        latest.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        vec![6, 7, 8]
-    );
+    let page = |before, after, limit| HistoryQuery { before_seq: before, after_seq: after, thread_id: None, limit };
+    let (latest, more) = store.history(&channel.id, page(None, None, 3)).await.expect("history");
+    assert_eq!(latest.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6, 7, 8]);
     assert!(more);
-    let (older, more) = store
-        .history(&channel.id, page(Some(6), None, 3))
-        .await
-        .expect("history");
-    assert_eq!(
-        older.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        vec![3, 4, 5]
-    );
+    let (older, more) = store.history(&channel.id, page(Some(6), None, 3)).await.expect("history");
+    assert_eq!(older.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
     assert!(more);
-    let (oldest, more) = store
-        .history(&channel.id, page(Some(3), None, 3))
-        .await
-        .expect("history");
+    let (oldest, more) = store.history(&channel.id, page(Some(3), None, 3)).await.expect("history");
     assert_eq!(oldest.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2]);
     assert!(!more);
-    let (newer, more) = store
-        .history(&channel.id, page(None, Some(5), 2))
-        .await
-        .expect("history");
+    let (newer, more) = store.history(&channel.id, page(None, Some(5), 2)).await.expect("history");
     assert_eq!(newer.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6, 7]);
     assert!(more);
-    let (tail, more) = store
-        .history(&channel.id, page(None, Some(7), 5))
-        .await
-        .expect("history");
+    let (tail, more) = store.history(&channel.id, page(None, Some(7), 5)).await.expect("history");
     assert_eq!(tail.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![8]);
     assert!(!more);
     let mut reply = message(&channel, &user, "in thread");
     reply.thread_id = Some(ids[0].clone());
     post(store, &reply).await;
-    let thread = HistoryQuery {
-        before_seq: None,
-        after_seq: None,
-        thread_id: Some(&ids[0]),
-        limit: 10,
-    };
+    let thread = HistoryQuery { before_seq: None, after_seq: None, thread_id: Some(&ids[0]), limit: 10 };
     let (replies, _) = store.history(&channel.id, thread).await.expect("thread");
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].id, reply.id);
@@ -345,125 +215,53 @@ pub async fn membership_events_and_listing(store: &dyn Backend) {
     let public = new_channel(store, &owner, ChannelKind::Public).await;
     let private = new_channel(store, &owner, ChannelKind::Private).await;
     // Not a member: the public channel is listed (with include_public), the private one never.
-    let listed = store
-        .list_channels(&other.id, true, 10_000)
-        .await
-        .expect("list");
-    assert!(listed
-        .iter()
-        .any(|l| l.channel.id == public.id && l.membership.is_none()));
+    let listed = store.list_channels(&other.id, true, 10_000).await.expect("list");
+    assert!(listed.iter().any(|l| l.channel.id == public.id && l.membership.is_none()));
     assert!(listed.iter().all(|l| l.channel.id != private.id));
-    let joined = store
-        .add_member(&private.id, &other.id, ChannelRole::Member, NOW)
-        .await
-        .expect("add")
-        .expect("event");
+    let joined = store.add_member(&private.id, &other.id, ChannelRole::Member, NOW).await.expect("add").expect("event");
     assert_eq!((joined.kind, joined.seq), (EventKind::MemberJoined, 2));
-    assert!(store
-        .add_member(&private.id, &other.id, ChannelRole::Member, NOW)
-        .await
-        .expect("add")
-        .is_none());
+    assert!(store.add_member(&private.id, &other.id, ChannelRole::Member, NOW).await.expect("add").is_none());
     for i in 0..3 {
         post(store, &message(&private, &owner, &format!("unread {i}"))).await;
     }
-    post(
-        store,
-        &message(&private, &other, "my own message does not count"),
-    )
-    .await;
-    let listing = store
-        .list_channels(&other.id, false, 100)
-        .await
-        .expect("list");
-    let entry = listing
-        .iter()
-        .find(|l| l.channel.id == private.id)
-        .expect("listed");
+    post(store, &message(&private, &other, "my own message does not count")).await;
+    let listing = store.list_channels(&other.id, false, 100).await.expect("list");
+    let entry = listing.iter().find(|l| l.channel.id == private.id).expect("listed");
     assert_eq!(entry.unread, 3);
-    store
-        .mark_read(&private.id, &other.id, 4)
-        .await
-        .expect("read");
-    store
-        .mark_read(&private.id, &other.id, 2)
-        .await
-        .expect("read never goes back");
-    store
-        .mark_read(&private.id, &other.id, 1_000_000)
-        .await
-        .expect("read is bounded");
-    let listing = store
-        .list_channels(&other.id, false, 100)
-        .await
-        .expect("list");
-    let entry = listing
-        .iter()
-        .find(|l| l.channel.id == private.id)
-        .expect("listed");
+    store.mark_read(&private.id, &other.id, 4).await.expect("read");
+    store.mark_read(&private.id, &other.id, 2).await.expect("read never goes back");
+    store.mark_read(&private.id, &other.id, 1_000_000).await.expect("read is bounded");
+    let listing = store.list_channels(&other.id, false, 100).await.expect("list");
+    let entry = listing.iter().find(|l| l.channel.id == private.id).expect("listed");
     assert_eq!(entry.unread, 0);
     assert_eq!(entry.last_read_seq, 6);
     let seqs = store.member_channel_seqs(&other.id).await.expect("seqs");
     assert!(seqs.contains(&(private.id.clone(), 6)));
     let members = store.list_members(&private.id, 100).await.expect("members");
     assert_eq!(members.len(), 2);
-    let left = store
-        .remove_member(&private.id, &other.id, NOW)
-        .await
-        .expect("remove")
-        .expect("event");
+    let left = store.remove_member(&private.id, &other.id, NOW).await.expect("remove").expect("event");
     assert_eq!((left.kind, left.seq), (EventKind::MemberLeft, 7));
-    assert!(store
-        .remove_member(&private.id, &other.id, NOW)
-        .await
-        .expect("remove")
-        .is_none());
-    assert!(store
-        .membership(&private.id, &other.id)
-        .await
-        .expect("membership")
-        .is_none());
+    assert!(store.remove_member(&private.id, &other.id, NOW).await.expect("remove").is_none());
+    assert!(store.membership(&private.id, &other.id).await.expect("membership").is_none());
 }
 
 pub async fn direct_channels_are_one_per_pair(store: &dyn Backend) {
     let a = make_user(store, Role::Member).await;
     let b = make_user(store, Role::Guest).await;
     let first_id = ChannelId::from_generated(id("dm"));
-    let (first, events, created) = store
-        .open_direct(&first_id, &a.id, &b.id, NOW)
-        .await
-        .expect("open");
+    let (first, events, created) = store.open_direct(&first_id, &a.id, &b.id, NOW).await.expect("open");
     assert!(created);
     assert_eq!(first.kind, ChannelKind::Direct);
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
-    let (again, events, created) = store
-        .open_direct(&ChannelId::from_generated(id("dm")), &b.id, &a.id, NOW)
-        .await
-        .expect("open");
+    let (again, events, created) =
+        store.open_direct(&ChannelId::from_generated(id("dm")), &b.id, &a.id, NOW).await.expect("open");
     assert!(!created && events.is_empty());
     assert_eq!(again.id, first.id, "either order names the same pair");
     let listing = store.list_channels(&a.id, false, 100).await.expect("list");
-    let entry = listing
-        .iter()
-        .find(|l| l.channel.id == first.id)
-        .expect("listed");
+    let entry = listing.iter().find(|l| l.channel.id == first.id).expect("listed");
     assert_eq!(entry.dm_peer.as_ref(), Some(&b.id));
-    let (own, events, _) = store
-        .open_direct(
-            &ChannelId::from_generated(id("dm")),
-            &a.id,
-            &a.id,
-            Timestamp(NOW.0),
-        )
-        .await
-        .expect("self");
+    let (own, events, _) =
+        store.open_direct(&ChannelId::from_generated(id("dm")), &a.id, &a.id, Timestamp(NOW.0)).await.expect("self");
     assert_eq!(events.len(), 1);
-    assert_eq!(
-        store
-            .list_members(&own.id, 10)
-            .await
-            .expect("members")
-            .len(),
-        1
-    );
+    assert_eq!(store.list_members(&own.id, 10).await.expect("members").len(), 1);
 }

@@ -51,11 +51,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<UserRecord>>;
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// Enabled users whose username or display name contains the query, by username.
-    async fn search_users(
-        &self,
-        query: &DirectoryQuery,
-        limit: u32,
-    ) -> StoreResult<Vec<UserRecord>>;
+    async fn search_users(&self, query: &DirectoryQuery, limit: u32) -> StoreResult<Vec<UserRecord>>;
     async fn list_users(&self, limit: u32) -> StoreResult<Vec<UserRecord>>;
     /// Enabled owners, for the last-owner rule.
     async fn count_enabled_owners(&self) -> StoreResult<u64>;
@@ -67,12 +63,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_login(&self, id: &UserId, at: Timestamp) -> StoreResult<()>;
     /// Sets a new password hash, ends every session of the user and opens `new_session`, in one
     /// transaction.
-    async fn change_password(
-        &self,
-        id: &UserId,
-        password_hash: &str,
-        new_session: &NewSession,
-    ) -> StoreResult<()>;
+    async fn change_password(&self, id: &UserId, password_hash: &str, new_session: &NewSession) -> StoreResult<()>;
 
     // ----- invitations -----
     async fn create_invitation(&self, invitation: &NewInvitation) -> StoreResult<()>;
@@ -83,12 +74,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn invitation_is_open(&self, token_hash: &str, now: Timestamp) -> StoreResult<bool>;
     /// Uses the invitation and creates the user with the invitation's role, atomically: of two
     /// concurrent enrollments with one token, one wins.
-    async fn enroll(
-        &self,
-        token_hash: &str,
-        now: Timestamp,
-        user: &NewUser,
-    ) -> StoreResult<EnrollOutcome>;
+    async fn enroll(&self, token_hash: &str, now: Timestamp, user: &NewUser) -> StoreResult<EnrollOutcome>;
 
     // ----- sessions -----
     /// Opens a session; when the user then has more than `per_user_max`, the oldest end.
@@ -99,24 +85,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Ends one session of `user`; false when it does not exist or is someone else's.
     async fn delete_session(&self, user: &UserId, id: &SessionId) -> StoreResult<bool>;
     /// Ends every session of `user` except `keep`; returns how many ended.
-    async fn delete_sessions_except(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionId>,
-    ) -> StoreResult<u64>;
+    async fn delete_sessions_except(&self, user: &UserId, keep: Option<&SessionId>) -> StoreResult<u64>;
     /// Deletes sessions past their absolute expiry or idle since `idle_before`.
-    async fn delete_stale_sessions(
-        &self,
-        now: Timestamp,
-        idle_before: Timestamp,
-    ) -> StoreResult<u64>;
+    async fn delete_stale_sessions(&self, now: Timestamp, idle_before: Timestamp) -> StoreResult<u64>;
 
     // ----- login throttling -----
-    async fn throttle_state(
-        &self,
-        scope: ThrottleScope,
-        key: &str,
-    ) -> StoreResult<Option<ThrottleState>>;
+    async fn throttle_state(&self, scope: ThrottleScope, key: &str) -> StoreResult<Option<ThrottleState>>;
     async fn throttle_failure(
         &self,
         scope: ThrottleScope,
@@ -144,18 +118,9 @@ pub trait ChannelStore: Send + Sync + std::fmt::Debug {
         at: Timestamp,
     ) -> StoreResult<(ChannelRecord, Vec<EventRecord>, bool)>;
     async fn channel(&self, id: &ChannelId) -> StoreResult<Option<ChannelRecord>>;
-    async fn membership(
-        &self,
-        channel: &ChannelId,
-        user: &UserId,
-    ) -> StoreResult<Option<ChannelRole>>;
+    async fn membership(&self, channel: &ChannelId, user: &UserId) -> StoreResult<Option<ChannelRole>>;
     /// The user's channels, and (with `include_public`) every public channel, by name.
-    async fn list_channels(
-        &self,
-        user: &UserId,
-        include_public: bool,
-        limit: u32,
-    ) -> StoreResult<Vec<ChannelListing>>;
+    async fn list_channels(&self, user: &UserId, include_public: bool, limit: u32) -> StoreResult<Vec<ChannelListing>>;
     /// Adds a member; `None` when already one.
     async fn add_member(
         &self,
@@ -171,42 +136,20 @@ pub trait ChannelStore: Send + Sync + std::fmt::Debug {
         user: &UserId,
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>>;
-    async fn update_channel(
-        &self,
-        id: &ChannelId,
-        change: &ChannelChange,
-        at: Timestamp,
-    ) -> StoreResult<UpdateOutcome>;
-    async fn list_members(&self, channel: &ChannelId, limit: u32)
-        -> StoreResult<Vec<MemberRecord>>;
+    async fn update_channel(&self, id: &ChannelId, change: &ChannelChange, at: Timestamp)
+        -> StoreResult<UpdateOutcome>;
+    async fn list_members(&self, channel: &ChannelId, limit: u32) -> StoreResult<Vec<MemberRecord>>;
     async fn post_message(&self, message: &NewMessage) -> StoreResult<PostOutcome>;
     async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>>;
     /// Replaces a live message's body; `None` when it is missing or deleted.
-    async fn edit_message(
-        &self,
-        id: &MessageId,
-        body: &MessageBody,
-        at: Timestamp,
-    ) -> StoreResult<Option<EventRecord>>;
+    async fn edit_message(&self, id: &MessageId, body: &MessageBody, at: Timestamp)
+        -> StoreResult<Option<EventRecord>>;
     /// Destroys the body and leaves a tombstone; `None` when missing or already deleted.
-    async fn delete_message(
-        &self,
-        id: &MessageId,
-        at: Timestamp,
-    ) -> StoreResult<Option<EventRecord>>;
+    async fn delete_message(&self, id: &MessageId, at: Timestamp) -> StoreResult<Option<EventRecord>>;
     /// One page of messages in `seq` order, and whether more lie beyond it in the paging direction.
-    async fn history(
-        &self,
-        channel: &ChannelId,
-        query: HistoryQuery<'_>,
-    ) -> StoreResult<(Vec<MessageRecord>, bool)>;
+    async fn history(&self, channel: &ChannelId, query: HistoryQuery<'_>) -> StoreResult<(Vec<MessageRecord>, bool)>;
     /// Events with `seq > after`, in order, at most `limit`.
-    async fn events_after(
-        &self,
-        channel: &ChannelId,
-        after: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<EventRecord>>;
+    async fn events_after(&self, channel: &ChannelId, after: i64, limit: u32) -> StoreResult<Vec<EventRecord>>;
     /// Moves the user's read marker forward (never back) to `seq`, bounded by the channel's last.
     async fn mark_read(&self, channel: &ChannelId, user: &UserId, seq: i64) -> StoreResult<()>;
     /// `(channel, last_seq)` for every channel the user belongs to.

@@ -91,7 +91,7 @@ pub struct EventRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CreateChannelOutcome {
-    Created(ChannelRecord, EventRecord),
+    Created(Box<ChannelRecord>, Box<EventRecord>),
     NameTaken,
 }
 
@@ -113,7 +113,7 @@ pub struct ChannelChange {
 
 #[derive(Clone, Debug)]
 pub enum UpdateOutcome {
-    Updated(EventRecord),
+    Updated(Box<EventRecord>),
     NameTaken,
     NotFound,
 }

@@ -19,10 +19,7 @@ pub struct ConfigError {
 }
 
 fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
+    ConfigError { key: key.to_owned(), reason: reason.into() }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,7 +46,49 @@ pub struct RawConfig {
     pub password_hash: RawPasswordHash,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub messages: RawMessages,
+    #[serde(default)]
+    pub websocket: RawWebsocket,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMessages {
+    pub send_rate_per_sec: Option<u32>,
+    pub send_burst: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebsocket {
+    pub queue_len_max: Option<usize>,
+    pub frame_bytes_max: Option<usize>,
+    pub ping_interval_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub read_buffer_bytes: Option<usize>,
+    pub write_buffer_bytes: Option<usize>,
+}
+
+/// Limits of live WebSocket connections.
+#[derive(Clone, Copy, Debug)]
+pub struct WsLimits {
+    pub queue_len_max: usize,
+    pub frame_bytes_max: usize,
+    pub auth_timeout_ms: u64,
+    pub ping_interval_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub read_buffer_bytes: usize,
+    pub write_buffer_bytes: usize,
+    /// Bytes a connection may have waiting in its write buffer before the write fails.
+    pub max_write_buffer_bytes: usize,
+}
+
+/// WebSocket read and write buffer defaults: small, because most connections are idle most of
+/// the time (the library's own defaults cost ~128 KiB each).
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
+const WS_MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,27 +182,19 @@ pub struct Config {
     pub app: rampart_app::AppConfig,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub ws: WsLimits,
 }
 
 /// Reads `path` as TOML into a `RawConfig`.
 pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        bad(
-            "--config",
-            format!("cannot read {}: {}", path.display(), e.kind()),
-        )
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad("--config", format!("cannot read {}: {}", path.display(), e.kind())))?;
     // toml's message names the key and line; it never holds more of the file than that line.
     toml::from_str(&text).map_err(|e| bad("rampart.toml", e.message().to_owned()))
 }
 
 fn addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
-    text.parse().map_err(|_| {
-        bad(
-            key,
-            format!("`{text}` is not an address:port such as 127.0.0.1:8443"),
-        )
-    })
+    text.parse().map_err(|_| bad(key, format!("`{text}` is not an address:port such as 127.0.0.1:8443")))
 }
 
 fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
@@ -175,28 +206,18 @@ fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
 ) -> Result<T, ConfigError> {
     let value = value.unwrap_or(default);
     if value < min || value > max {
-        return Err(bad(
-            key,
-            format!("must be between {min} and {max} (got {value})"),
-        ));
+        return Err(bad(key, format!("must be between {min} and {max} (got {value})")));
     }
     Ok(value)
 }
 
 fn origin(text: &str) -> Result<String, ConfigError> {
     let trimmed = text.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .ok_or_else(|| bad("public_origin", "must start with https://"))?;
+    let rest = trimmed.strip_prefix("https://").ok_or_else(|| bad("public_origin", "must start with https://"))?;
     let plain = !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
     if !plain {
-        return Err(bad(
-            "public_origin",
-            "must be https://host or https://host:port, with no path",
-        ));
+        return Err(bad("public_origin", "must be https://host or https://host:port, with no path"));
     }
     Ok(trimmed.to_ascii_lowercase())
 }
@@ -206,64 +227,35 @@ impl RawConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
         if let Some(url) = &self.database_url {
             if !url.starts_with("sqlite:") {
-                return Err(bad("database_url", "only the embedded SQLite store is available in this build; PostgreSQL support is not built yet"));
+                return Err(bad(
+                    "database_url",
+                    "only the embedded SQLite store is available in this build; PostgreSQL support is not built yet",
+                ));
             }
         }
         if self.nats_url.is_some() {
-            return Err(bad(
-                "nats_url",
-                "clustering over NATS is not built yet; run a single node",
-            ));
+            return Err(bad("nats_url", "clustering over NATS is not built yet; run a single node"));
         }
         let listen = addr("listen", self.listen.as_deref().unwrap_or("127.0.0.1:8443"))?;
-        let http_listen = self
-            .http_listen
-            .as_deref()
-            .map(|a| addr("http_listen", a))
-            .transpose()?;
-        let admin_listen = self
-            .admin_listen
-            .as_deref()
-            .map(|a| addr("admin_listen", a))
-            .transpose()?;
-        let data_dir = self
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from("./rampart-data"));
-        let key_dir = self
-            .key_dir
-            .unwrap_or_else(|| PathBuf::from("./rampart-keys"));
-        let audit_dir = self
-            .audit_dir
-            .unwrap_or_else(|| PathBuf::from("./rampart-audit"));
+        let http_listen = self.http_listen.as_deref().map(|a| addr("http_listen", a)).transpose()?;
+        let admin_listen = self.admin_listen.as_deref().map(|a| addr("admin_listen", a)).transpose()?;
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./rampart-data"));
+        let key_dir = self.key_dir.unwrap_or_else(|| PathBuf::from("./rampart-keys"));
+        let audit_dir = self.audit_dir.unwrap_or_else(|| PathBuf::from("./rampart-audit"));
         if data_dir == key_dir {
-            return Err(bad(
-                "key_dir",
-                "must not be the same directory as data_dir: keys are kept apart from data",
-            ));
+            return Err(bad("key_dir", "must not be the same directory as data_dir: keys are kept apart from data"));
         }
         if data_dir == audit_dir {
-            return Err(bad(
-                "audit_dir",
-                "must not be the same directory as data_dir",
-            ));
+            return Err(bad("audit_dir", "must not be the same directory as data_dir"));
         }
         let public_origin = self.public_origin.as_deref().map(origin).transpose()?;
-        let tls_files =
-            match (self.tls.cert_file, self.tls.key_file) {
-                (Some(cert), Some(key)) => Some((cert, key)),
-                (None, None) => None,
-                _ => return Err(bad(
-                    "tls",
-                    "set both cert_file and key_file, or neither (for a development certificate)",
-                )),
-            };
-        let tls_reload_poll_ms = ranged(
-            "tls.reload_poll_ms",
-            self.tls.reload_poll_ms,
-            limits::TLS_RELOAD_POLL_MS,
-            100,
-            3_600_000,
-        )?;
+        let tls_files = match (self.tls.cert_file, self.tls.key_file) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(bad("tls", "set both cert_file and key_file, or neither (for a development certificate)")),
+        };
+        let tls_reload_poll_ms =
+            ranged("tls.reload_poll_ms", self.tls.reload_poll_ms, limits::TLS_RELOAD_POLL_MS, 100, 3_600_000)?;
         let l = self.limits;
         let limits = EdgeLimits {
             body_bytes_max: ranged(
@@ -316,26 +308,67 @@ impl RawConfig {
                 10_000_000,
             )?,
         };
-        let app = app_config(self.sessions, self.login, self.password_hash)?;
+        let mut app = app_config(self.sessions, self.login, self.password_hash)?;
+        app.send_rate_per_sec = ranged(
+            "messages.send_rate_per_sec",
+            self.messages.send_rate_per_sec,
+            limits::SEND_RATE_PER_SEC,
+            1,
+            1_000_000,
+        )?;
+        app.send_burst = ranged("messages.send_burst", self.messages.send_burst, limits::SEND_BURST, 1, 1_000_000)?;
+        let w = self.websocket;
+        let ws = WsLimits {
+            queue_len_max: ranged("websocket.queue_len_max", w.queue_len_max, limits::WS_QUEUE_LEN_MAX, 1, 1_000_000)?,
+            frame_bytes_max: ranged(
+                "websocket.frame_bytes_max",
+                w.frame_bytes_max,
+                limits::WS_FRAME_BYTES_MAX,
+                1024,
+                16 << 20,
+            )?,
+            auth_timeout_ms: limits::WS_AUTH_TIMEOUT_MS,
+            ping_interval_ms: ranged(
+                "websocket.ping_interval_ms",
+                w.ping_interval_ms,
+                limits::WS_PING_INTERVAL_MS,
+                100,
+                3_600_000,
+            )?,
+            idle_timeout_ms: ranged(
+                "websocket.idle_timeout_ms",
+                w.idle_timeout_ms,
+                limits::WS_IDLE_TIMEOUT_MS,
+                200,
+                7_200_000,
+            )?,
+            read_buffer_bytes: ranged(
+                "websocket.read_buffer_bytes",
+                w.read_buffer_bytes,
+                WS_READ_BUFFER_BYTES,
+                512,
+                1 << 20,
+            )?,
+            write_buffer_bytes: ranged(
+                "websocket.write_buffer_bytes",
+                w.write_buffer_bytes,
+                WS_WRITE_BUFFER_BYTES,
+                0,
+                1 << 20,
+            )?,
+            max_write_buffer_bytes: WS_MAX_WRITE_BUFFER_BYTES,
+        };
+        if ws.idle_timeout_ms <= ws.ping_interval_ms {
+            return Err(bad("websocket.idle_timeout_ms", "must be longer than websocket.ping_interval_ms"));
+        }
         let log_format = match self.log.format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(bad(
-                    "log.format",
-                    format!("must be \"text\" or \"json\" (got \"{other}\")"),
-                ))
-            }
+            Some(other) => return Err(bad("log.format", format!("must be \"text\" or \"json\" (got \"{other}\")"))),
         };
         let log_level = self.log.level.unwrap_or_else(|| "info".to_owned());
-        if !matches!(
-            log_level.as_str(),
-            "error" | "warn" | "info" | "debug" | "trace"
-        ) {
-            return Err(bad(
-                "log.level",
-                "must be one of error, warn, info, debug, trace",
-            ));
+        if !matches!(log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
+            return Err(bad("log.level", "must be one of error, warn, info, debug, trace"));
         }
         Ok(Config {
             listen,
@@ -351,15 +384,12 @@ impl RawConfig {
             app,
             log_format,
             log_level,
+            ws,
         })
     }
 }
 
-fn app_config(
-    s: RawSessions,
-    l: RawLogin,
-    p: RawPasswordHash,
-) -> Result<rampart_app::AppConfig, ConfigError> {
+fn app_config(s: RawSessions, l: RawLogin, p: RawPasswordHash) -> Result<rampart_app::AppConfig, ConfigError> {
     let mut app = rampart_app::AppConfig::default();
     let minute_ms = 60_000_i64;
     app.sessions.idle_timeout_ms = ranged(
@@ -369,20 +399,11 @@ fn app_config(
         1,
         525_600,
     )? * minute_ms;
-    app.sessions.lifetime_ms = ranged(
-        "sessions.lifetime_hours",
-        s.lifetime_hours,
-        limits::SESSION_LIFETIME_MS / 3_600_000,
-        1,
-        8_760,
-    )? * 3_600_000;
-    app.sessions.per_user_max = ranged(
-        "sessions.per_user_max",
-        s.per_user_max,
-        limits::SESSIONS_PER_USER_MAX,
-        1,
-        10_000,
-    )?;
+    app.sessions.lifetime_ms =
+        ranged("sessions.lifetime_hours", s.lifetime_hours, limits::SESSION_LIFETIME_MS / 3_600_000, 1, 8_760)?
+            * 3_600_000;
+    app.sessions.per_user_max =
+        ranged("sessions.per_user_max", s.per_user_max, limits::SESSIONS_PER_USER_MAX, 1, 10_000)?;
     let account = ThrottlePolicy {
         free_failures: ranged(
             "login.account_free_failures",
@@ -405,20 +426,9 @@ fn app_config(
             1,
             3_600_000,
         )?,
-        backoff_ms_max: ranged(
-            "login.backoff_ms_max",
-            l.backoff_ms_max,
-            limits::LOGIN_BACKOFF_MS_MAX,
-            1,
-            86_400_000,
-        )?,
-        lock_ms: ranged(
-            "login.lock_minutes",
-            l.lock_minutes,
-            limits::LOGIN_LOCK_MS / minute_ms,
-            1,
-            10_080,
-        )? * minute_ms,
+        backoff_ms_max: ranged("login.backoff_ms_max", l.backoff_ms_max, limits::LOGIN_BACKOFF_MS_MAX, 1, 86_400_000)?,
+        lock_ms: ranged("login.lock_minutes", l.lock_minutes, limits::LOGIN_LOCK_MS / minute_ms, 1, 10_080)?
+            * minute_ms,
         window_ms: ranged(
             "login.window_minutes",
             l.window_minutes,
@@ -445,10 +455,7 @@ fn app_config(
         ..account
     };
     if account.lock_failures <= account.free_failures || ip.lock_failures <= ip.free_failures {
-        return Err(bad(
-            "login",
-            "lock_failures must be greater than free_failures",
-        ));
+        return Err(bad("login", "lock_failures must be greater than free_failures"));
     }
     app.account_throttle = account;
     app.ip_throttle = ip;
@@ -470,13 +477,7 @@ fn app_config(
         parallelism: limits::ARGON2_PARALLELISM,
     };
     app.hash_workers = ranged("password_hash.workers", p.workers, app.hash_workers, 1, 256)?;
-    app.hash_queue_max = ranged(
-        "password_hash.queue_max",
-        p.queue_max,
-        limits::PASSWORD_HASH_QUEUE_MAX,
-        0,
-        100_000,
-    )?;
+    app.hash_queue_max = ranged("password_hash.queue_max", p.queue_max, limits::PASSWORD_HASH_QUEUE_MAX, 0, 100_000)?;
     Ok(app)
 }
 
@@ -485,9 +486,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str::<RawConfig>(text)
-            .map_err(|e| bad("toml", e.to_string()))?
-            .validate()
+        toml::from_str::<RawConfig>(text).map_err(|e| bad("toml", e.to_string()))?.validate()
     }
 
     #[test]

@@ -23,10 +23,7 @@ pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Refuses a directory, or any file in it, that group or others may access.
 pub fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
-    let mode = fs::metadata(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .permissions()
-        .mode();
+    let mode = fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?.permissions().mode();
     if mode & GROUP_OTHER_BITS != 0 {
         return Err(anyhow!(
             "{} is accessible to group or others (mode {:o}); run `chmod 700 {}`",

@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod fsutil;
+mod gateway;
 mod http;
 mod prefixed;
 mod server;
@@ -14,10 +15,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("rampart: cannot start the async runtime: {error}");

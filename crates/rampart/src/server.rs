@@ -46,11 +46,7 @@ pub struct ConnectionSlot {
 
 impl ConnectionLimiter {
     pub fn new(per_ip_max: u32, total_max: u32) -> Arc<Self> {
-        Arc::new(Self {
-            open: Mutex::new(OpenConnections::default()),
-            per_ip_max,
-            total_max,
-        })
+        Arc::new(Self { open: Mutex::new(OpenConnections::default()), per_ip_max, total_max })
     }
 
     /// A place for a connection from `ip`, or `None` when its cap or the total cap is reached.
@@ -62,10 +58,7 @@ impl ConnectionLimiter {
         }
         open.per_ip.insert(ip, mine + 1);
         open.total += 1;
-        Some(ConnectionSlot {
-            limiter: Arc::clone(self),
-            ip,
-        })
+        Some(ConnectionSlot { limiter: Arc::clone(self), ip })
     }
 
     pub fn open_connections(&self) -> u32 {
@@ -151,20 +144,17 @@ impl Listener {
             let builder = Arc::clone(&builder);
             tokio::spawn(async move {
                 let _slot = slot;
-                let service = this.router.clone().map_request(
-                    move |mut request: hyper::Request<hyper::body::Incoming>| {
+                let service =
+                    this.router.clone().map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
                         request.extensions_mut().insert(ConnectInfo(peer));
                         request
-                    },
-                );
+                    });
                 let service = TowerToHyperService::new(service);
                 let first_bytes = Duration::from_millis(this.limits.idle_timeout_ms);
                 let result = match &this.tls {
                     Some(acceptor) => {
                         let deadline = Duration::from_millis(this.limits.tls_handshake_timeout_ms);
-                        let stream = match tokio::time::timeout(deadline, acceptor.accept(tcp))
-                            .await
-                        {
+                        let stream = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => stream,
                             Ok(Err(error)) => {
                                 tracing::debug!(%error, ip = %peer.ip(), "TLS handshake failed");
@@ -184,8 +174,7 @@ impl Listener {
                         } else {
                             builder.as_ref().clone().http1_only()
                         };
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                         watcher.watch(conn.into_owned()).await
                     }
                     None => {
@@ -193,8 +182,7 @@ impl Listener {
                             return;
                         };
                         let builder = builder.as_ref().clone().http1_only();
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                         watcher.watch(conn.into_owned()).await
                     }
                 };
@@ -205,10 +193,7 @@ impl Listener {
         }
         drop(listener);
         let drain = Duration::from_millis(limits::SHUTDOWN_DRAIN_MS);
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
             tracing::warn!("connections still open after the drain time; closing them");
         }
     }
@@ -220,10 +205,7 @@ const FIRST_READ_BYTES: usize = 1024;
 /// Waits up to `deadline` for the client's first bytes; `None` when it sends none (or closes).
 /// Hyper's own timers take over from there, so no connection idles unbounded before its first
 /// request, whatever the protocol.
-async fn first_read<S: AsyncRead + Unpin>(
-    mut stream: S,
-    deadline: Duration,
-) -> Option<Prefixed<S>> {
+async fn first_read<S: AsyncRead + Unpin>(mut stream: S, deadline: Duration) -> Option<Prefixed<S>> {
     let mut buffer = vec![0u8; FIRST_READ_BYTES];
     match tokio::time::timeout(deadline, stream.read(&mut buffer)).await {
         Ok(Ok(n)) if n > 0 => {
@@ -236,9 +218,7 @@ async fn first_read<S: AsyncRead + Unpin>(
 
 /// Binds a TCP listener with a clear error.
 pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({what}): {}", e.kind()))
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({what}): {}", e.kind()))
 }
 
 #[cfg(test)]

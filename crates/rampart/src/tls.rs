@@ -54,30 +54,17 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<C
         .collect::<Result<_, _>>()
         .with_context(|| format!("certificate file {} is not valid PEM", cert_file.display()))?;
     if certs.is_empty() {
-        return Err(anyhow!(
-            "certificate file {} holds no certificate",
-            cert_file.display()
-        ));
+        return Err(anyhow!("certificate file {} holds no certificate", cert_file.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|_| {
-        anyhow!(
-            "key file {} holds no readable private key",
-            key_file.display()
-        )
-    })?;
-    let signing_key = provider().key_provider.load_private_key(key).map_err(|_| {
-        anyhow!(
-            "key file {} holds an unsupported private key",
-            key_file.display()
-        )
-    })?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|_| anyhow!("key file {} holds no readable private key", key_file.display()))?;
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|_| anyhow!("key file {} holds an unsupported private key", key_file.display()))?;
     let certified = CertifiedKey::new(certs, signing_key);
     certified.keys_match().map_err(|_| {
-        anyhow!(
-            "the key in {} does not match the certificate in {}",
-            key_file.display(),
-            cert_file.display()
-        )
+        anyhow!("the key in {} does not match the certificate in {}", key_file.display(), cert_file.display())
     })?;
     Ok(certified)
 }
@@ -95,10 +82,7 @@ impl ReloadingResolver {
     /// Reloads from the files; on any error the old certificate stays in service.
     pub fn reload(&self) -> anyhow::Result<()> {
         let certified = load_certified_key(&self.cert_file, &self.key_file)?;
-        let mut current = self
-            .current
-            .write()
-            .map_err(|_| anyhow!("certificate lock poisoned"))?;
+        let mut current = self.current.write().map_err(|_| anyhow!("certificate lock poisoned"))?;
         *current = Arc::new(certified);
         Ok(())
     }
@@ -106,12 +90,7 @@ impl ReloadingResolver {
     fn stamp(&self) -> Option<(SystemTime, u64, SystemTime, u64)> {
         let cert = std::fs::metadata(&self.cert_file).ok()?;
         let key = std::fs::metadata(&self.key_file).ok()?;
-        Some((
-            cert.modified().ok()?,
-            cert.len(),
-            key.modified().ok()?,
-            key.len(),
-        ))
+        Some((cert.modified().ok()?, cert.len(), key.modified().ok()?, key.len()))
     }
 
     /// Polls the files every `poll` and reloads when either changes. A half-written pair fails to
@@ -159,14 +138,8 @@ const DEV_CERT_VALIDITY_DAYS: i64 = 365;
 
 /// Makes a development CA and a server certificate for localhost (and `extra_host`) in `key_dir`,
 /// unless they exist. The CA's private key is not kept: it cannot be stolen to sign anything else.
-pub fn ensure_dev_certificate(
-    key_dir: &Path,
-    extra_host: Option<&str>,
-) -> anyhow::Result<(PathBuf, PathBuf, bool)> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
+pub fn ensure_dev_certificate(key_dir: &Path, extra_host: Option<&str>) -> anyhow::Result<(PathBuf, PathBuf, bool)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
     let cert_file = key_dir.join("tls-cert.pem");
     let key_file = key_dir.join("tls-key.pem");
@@ -176,39 +149,26 @@ pub fn ensure_dev_certificate(
     let now = time::OffsetDateTime::now_utc();
     let ca_key = KeyPair::generate().context("CA key")?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).context("CA params")?;
-    ca.distinguished_name.push(
-        DnType::CommonName,
-        "Rampart development CA (not for production)",
-    );
+    ca.distinguished_name.push(DnType::CommonName, "Rampart development CA (not for production)");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let (not_before, not_after) = (
-        now - time::Duration::hours(1),
-        now + time::Duration::days(DEV_CERT_VALIDITY_DAYS),
-    );
+    let (not_before, not_after) = (now - time::Duration::hours(1), now + time::Duration::days(DEV_CERT_VALIDITY_DAYS));
     ca.not_before = not_before;
     ca.not_after = not_after;
     let ca_cert = ca.self_signed(&ca_key).context("CA certificate")?;
 
-    let mut names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     if let Some(host) = extra_host.filter(|h| !names.iter().any(|n| n == h)) {
         names.push(host.to_owned());
     }
     let leaf_key = KeyPair::generate().context("server key")?;
     let mut leaf = CertificateParams::new(names).context("server certificate names")?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
+    leaf.distinguished_name.push(DnType::CommonName, "localhost");
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.not_before = not_before;
     leaf.not_after = not_after;
-    let leaf_cert = leaf
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
-        .context("server certificate")?;
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).context("server certificate")?;
 
     crate::fsutil::write_private(&key_dir.join("dev-ca.pem"), ca_cert.pem().as_bytes())?;
     crate::fsutil::write_private(&key_file, leaf_key.serialize_pem().as_bytes())?;

@@ -14,18 +14,12 @@ use super::SqliteStore;
 use crate::model_channels::*;
 use crate::{ChannelStore, StoreError, StoreResult};
 
-const CHANNEL_COLUMNS: &str =
-    "c.id, c.kind, c.name, c.topic, c.created_by, c.created_at, c.archived, c.last_seq";
+const CHANNEL_COLUMNS: &str = "c.id, c.kind, c.name, c.topic, c.created_by, c.created_at, c.archived, c.last_seq";
 const MESSAGE_COLUMNS: &str =
     "m.id, m.channel_id, m.seq, m.sender_id, m.body, m.thread_id, m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count";
 
-fn parse_id<T>(
-    text: Option<String>,
-    parse: fn(&str) -> Option<T>,
-    what: &'static str,
-) -> StoreResult<Option<T>> {
-    text.map(|t| parse(&t).ok_or(StoreError::Corrupt(what)))
-        .transpose()
+fn parse_id<T>(text: Option<String>, parse: fn(&str) -> Option<T>, what: &'static str) -> StoreResult<Option<T>> {
+    text.map(|t| parse(&t).ok_or(StoreError::Corrupt(what))).transpose()
 }
 
 fn channel_from_row(row: &SqliteRow) -> StoreResult<ChannelRecord> {
@@ -34,9 +28,7 @@ fn channel_from_row(row: &SqliteRow) -> StoreResult<ChannelRecord> {
     Ok(ChannelRecord {
         id: ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?,
         kind: ChannelKind::parse(&kind).ok_or(StoreError::Corrupt("channel kind"))?,
-        name: row
-            .try_get::<Option<String>, _>("name")?
-            .map(ChannelName::from_stored),
+        name: row.try_get::<Option<String>, _>("name")?.map(ChannelName::from_stored),
         topic: Topic::from_stored(row.try_get("topic")?),
         created_by: parse_id(row.try_get("created_by")?, UserId::parse, "channel creator")?,
         created_at: Timestamp(row.try_get("created_at")?),
@@ -58,13 +50,9 @@ fn message_from_row(row: &SqliteRow) -> StoreResult<Option<MessageRecord>> {
         channel_id: ChannelId::parse(&channel_id).ok_or(StoreError::Corrupt("message channel"))?,
         seq: row.try_get("seq")?,
         sender_id: UserId::parse(&sender_id).ok_or(StoreError::Corrupt("message sender"))?,
-        body: row
-            .try_get::<Option<String>, _>("body")?
-            .map(MessageBody::from_stored),
+        body: row.try_get::<Option<String>, _>("body")?.map(MessageBody::from_stored),
         thread_id: parse_id(row.try_get("thread_id")?, MessageId::parse, "thread id")?,
-        client_id: row
-            .try_get::<Option<String>, _>("client_id")?
-            .map(ClientId::from_stored),
+        client_id: row.try_get::<Option<String>, _>("client_id")?.map(ClientId::from_stored),
         created_at: Timestamp(row.try_get("created_at")?),
         edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(Timestamp),
         deleted: row.try_get("deleted")?,
@@ -73,12 +61,11 @@ fn message_from_row(row: &SqliteRow) -> StoreResult<Option<MessageRecord>> {
 }
 
 async fn next_seq(conn: &mut SqliteConnection, channel: &ChannelId) -> StoreResult<i64> {
-    let seq: Option<i64> = sqlx::query_scalar(
-        "UPDATE channels SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-    )
-    .bind(channel.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
+    let seq: Option<i64> =
+        sqlx::query_scalar("UPDATE channels SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
+            .bind(channel.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
     seq.ok_or(StoreError::Corrupt("event for a missing channel"))
 }
 
@@ -104,27 +91,15 @@ async fn append_event(
     Ok(seq)
 }
 
-async fn channel_in(
-    conn: &mut SqliteConnection,
-    id: &ChannelId,
-) -> StoreResult<Option<ChannelRecord>> {
+async fn channel_in(conn: &mut SqliteConnection, id: &ChannelId) -> StoreResult<Option<ChannelRecord>> {
     let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels c WHERE c.id = ?");
-    let row = sqlx::query(&sql)
-        .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *conn).await?;
     row.as_ref().map(channel_from_row).transpose()
 }
 
-async fn message_in(
-    conn: &mut SqliteConnection,
-    id: &MessageId,
-) -> StoreResult<Option<MessageRecord>> {
+async fn message_in(conn: &mut SqliteConnection, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?");
-    let row = sqlx::query(&sql)
-        .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *conn).await?;
     match row {
         Some(row) => message_from_row(&row),
         None => Ok(None),
@@ -158,15 +133,13 @@ async fn insert_member(
     role: ChannelRole,
     at: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(channel.as_str())
-    .bind(user.as_str())
-    .bind(role.as_str())
-    .bind(at.0)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)")
+        .bind(channel.as_str())
+        .bind(user.as_str())
+        .bind(role.as_str())
+        .bind(at.0)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -195,11 +168,10 @@ async fn message_event(
 impl ChannelStore for SqliteStore {
     async fn create_channel(&self, channel: &NewChannel) -> StoreResult<CreateChannelOutcome> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let taken: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE name = ?)")
-                .bind(channel.name.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+        let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE name = ?)")
+            .bind(channel.name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
         if taken {
             return Ok(CreateChannelOutcome::NameTaken);
         }
@@ -212,28 +184,13 @@ impl ChannelStore for SqliteStore {
             .bind(channel.created_at.0)
             .execute(&mut *tx)
             .await?;
-        insert_member(
-            &mut tx,
-            &channel.id,
-            &channel.created_by,
-            ChannelRole::Admin,
-            channel.created_at,
-        )
-        .await?;
-        let event = member_event(
-            &mut tx,
-            &channel.id,
-            &channel.created_by,
-            EventKind::MemberJoined,
-            channel.created_at,
-        )
-        .await?;
+        insert_member(&mut tx, &channel.id, &channel.created_by, ChannelRole::Admin, channel.created_at).await?;
+        let event =
+            member_event(&mut tx, &channel.id, &channel.created_by, EventKind::MemberJoined, channel.created_at)
+                .await?;
         tx.commit().await?;
-        let record = event
-            .channel
-            .clone()
-            .ok_or(StoreError::Corrupt("new channel"))?;
-        Ok(CreateChannelOutcome::Created(record, event))
+        let record = event.channel.clone().ok_or(StoreError::Corrupt("new channel"))?;
+        Ok(CreateChannelOutcome::Created(Box::new(record), Box::new(event)))
     }
 
     async fn open_direct(
@@ -247,11 +204,7 @@ impl ChannelStore for SqliteStore {
         let key = format!("{first}:{second}");
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels c WHERE c.dm_key = ?");
-        if let Some(row) = sqlx::query(&sql)
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
+        if let Some(row) = sqlx::query(&sql).bind(&key).fetch_optional(&mut *tx).await? {
             return Ok((channel_from_row(&row)?, Vec::new(), false));
         }
         sqlx::query("INSERT INTO channels (id, kind, name, topic, created_by, created_at, dm_key) VALUES (?, 'dm', NULL, '', ?, ?, ?)")
@@ -266,9 +219,7 @@ impl ChannelStore for SqliteStore {
             insert_member(&mut tx, id, user, ChannelRole::Member, at).await?;
             events.push(member_event(&mut tx, id, user, EventKind::MemberJoined, at).await?);
         }
-        let record = channel_in(&mut tx, id)
-            .await?
-            .ok_or(StoreError::Corrupt("new direct channel"))?;
+        let record = channel_in(&mut tx, id).await?.ok_or(StoreError::Corrupt("new direct channel"))?;
         tx.commit().await?;
         Ok((record, events, true))
     }
@@ -278,28 +229,17 @@ impl ChannelStore for SqliteStore {
         channel_in(&mut conn, id).await
     }
 
-    async fn membership(
-        &self,
-        channel: &ChannelId,
-        user: &UserId,
-    ) -> StoreResult<Option<ChannelRole>> {
-        let role: Option<String> = sqlx::query_scalar(
-            "SELECT role FROM channel_members WHERE channel_id = ? AND user_id = ?",
-        )
-        .bind(channel.as_str())
-        .bind(user.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        role.map(|r| ChannelRole::parse(&r).ok_or(StoreError::Corrupt("member role")))
-            .transpose()
+    async fn membership(&self, channel: &ChannelId, user: &UserId) -> StoreResult<Option<ChannelRole>> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM channel_members WHERE channel_id = ? AND user_id = ?")
+                .bind(channel.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        role.map(|r| ChannelRole::parse(&r).ok_or(StoreError::Corrupt("member role"))).transpose()
     }
 
-    async fn list_channels(
-        &self,
-        user: &UserId,
-        include_public: bool,
-        limit: u32,
-    ) -> StoreResult<Vec<ChannelListing>> {
+    async fn list_channels(&self, user: &UserId, include_public: bool, limit: u32) -> StoreResult<Vec<ChannelListing>> {
         let sql = format!(
             "SELECT {CHANNEL_COLUMNS}, mb.role AS member_role, COALESCE(mb.last_read_seq, 0) AS last_read_seq,
                CASE WHEN mb.user_id IS NULL THEN 0 ELSE
@@ -343,13 +283,12 @@ impl ChannelStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = ? AND user_id = ?)",
-        )
-        .bind(channel.as_str())
-        .bind(user.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = ? AND user_id = ?)")
+                .bind(channel.as_str())
+                .bind(user.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
         if exists {
             return Ok(None);
         }
@@ -390,13 +329,11 @@ impl ChannelStore for SqliteStore {
             return Ok(UpdateOutcome::NotFound);
         }
         if let Some(name) = &change.name {
-            let taken: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM channels WHERE name = ? AND id != ?)",
-            )
-            .bind(name.as_str())
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+            let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE name = ? AND id != ?)")
+                .bind(name.as_str())
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
             if taken {
                 return Ok(UpdateOutcome::NameTaken);
             }
@@ -413,7 +350,7 @@ impl ChannelStore for SqliteStore {
         let seq = append_event(&mut tx, id, EventKind::ChannelUpdated, None, None, at).await?;
         let record = channel_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(UpdateOutcome::Updated(EventRecord {
+        Ok(UpdateOutcome::Updated(Box::new(EventRecord {
             channel_id: id.clone(),
             seq,
             kind: EventKind::ChannelUpdated,
@@ -421,14 +358,10 @@ impl ChannelStore for SqliteStore {
             message: None,
             user_id: None,
             channel: record,
-        }))
+        })))
     }
 
-    async fn list_members(
-        &self,
-        channel: &ChannelId,
-        limit: u32,
-    ) -> StoreResult<Vec<MemberRecord>> {
+    async fn list_members(&self, channel: &ChannelId, limit: u32) -> StoreResult<Vec<MemberRecord>> {
         let rows = sqlx::query("SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? ORDER BY joined_at, user_id LIMIT ?")
             .bind(channel.as_str())
             .bind(i64::from(limit))
@@ -538,13 +471,12 @@ impl ChannelStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done =
-            sqlx::query("UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = 0")
-                .bind(body.as_str())
-                .bind(at.0)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
+        let done = sqlx::query("UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = 0")
+            .bind(body.as_str())
+            .bind(at.0)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
@@ -553,17 +485,14 @@ impl ChannelStore for SqliteStore {
         Ok(event)
     }
 
-    async fn delete_message(
-        &self,
-        id: &MessageId,
-        at: Timestamp,
-    ) -> StoreResult<Option<EventRecord>> {
+    async fn delete_message(&self, id: &MessageId, at: Timestamp) -> StoreResult<Option<EventRecord>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query("UPDATE messages SET body = NULL, deleted = 1, edited_at = ? WHERE id = ? AND deleted = 0")
-            .bind(at.0)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE messages SET body = NULL, deleted = 1, edited_at = ? WHERE id = ? AND deleted = 0")
+                .bind(at.0)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
@@ -572,19 +501,11 @@ impl ChannelStore for SqliteStore {
         Ok(event)
     }
 
-    async fn history(
-        &self,
-        channel: &ChannelId,
-        query: HistoryQuery<'_>,
-    ) -> StoreResult<(Vec<MessageRecord>, bool)> {
+    async fn history(&self, channel: &ChannelId, query: HistoryQuery<'_>) -> StoreResult<(Vec<MessageRecord>, bool)> {
         // Newest first when paging back (or with no cursor), oldest first when paging forward.
         let forward = query.after_seq.is_some();
         let order = if forward { "ASC" } else { "DESC" };
-        let thread_filter = if query.thread_id.is_some() {
-            "AND m.thread_id = ?4"
-        } else {
-            ""
-        };
+        let thread_filter = if query.thread_id.is_some() { "AND m.thread_id = ?4" } else { "" };
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = ?1 AND m.seq > ?2 AND m.seq < ?3 {thread_filter}
              ORDER BY m.seq {order} LIMIT ?5"
@@ -609,23 +530,14 @@ impl ChannelStore for SqliteStore {
         Ok((messages, has_more))
     }
 
-    async fn events_after(
-        &self,
-        channel: &ChannelId,
-        after: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<EventRecord>> {
+    async fn events_after(&self, channel: &ChannelId, after: i64, limit: u32) -> StoreResult<Vec<EventRecord>> {
         let sql = format!(
             "SELECT e.seq AS e_seq, e.kind AS e_kind, e.at AS e_at, e.user_id AS e_user_id, {MESSAGE_COLUMNS}
              FROM events e LEFT JOIN messages m ON m.id = e.message_id
              WHERE e.channel_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
         );
-        let rows = sqlx::query(&sql)
-            .bind(channel.as_str())
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(&sql).bind(channel.as_str()).bind(after).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         let mut channel_record = None;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -642,11 +554,7 @@ impl ChannelStore for SqliteStore {
                 at: Timestamp(row.try_get("e_at")?),
                 message: message_from_row(row)?,
                 user_id: parse_id(row.try_get("e_user_id")?, UserId::parse, "event user")?,
-                channel: if needs_channel {
-                    channel_record.clone()
-                } else {
-                    None
-                },
+                channel: if needs_channel { channel_record.clone() } else { None },
             });
         }
         Ok(events)
@@ -673,12 +581,7 @@ impl ChannelStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(id, seq)| {
-                Ok((
-                    ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?,
-                    seq,
-                ))
-            })
+            .map(|(id, seq)| Ok((ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?, seq)))
             .collect()
     }
 }

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use rampart_core::throttle::{ThrottleScope, ThrottleState};
@@ -29,16 +27,8 @@ const POOL_CONNECTIONS_MAX: u32 = 8;
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "accounts",
-        include_str!("../../migrations/sqlite/0001_accounts.sql"),
-    ),
-    (
-        2,
-        "messaging",
-        include_str!("../../migrations/sqlite/0002_messaging.sql"),
-    ),
+    (1, "accounts", include_str!("../../migrations/sqlite/0001_accounts.sql")),
+    (2, "messaging", include_str!("../../migrations/sqlite/0002_messaging.sql")),
 ];
 
 /// The versioned migrations, embedded in the binary, run by sqlx's migrator.
@@ -46,19 +36,10 @@ pub(crate) fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
     let migrations: Vec<Migration> = list
         .iter()
         .map(|(version, name, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*name),
-                MigrationType::Simple,
-                Cow::Borrowed(*sql),
-                false,
-            )
+            Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, Cow::Borrowed(*sql), false)
         })
         .collect();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ..Migrator::DEFAULT
-    }
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
 /// Opens (creating if needed) a SQLite file in WAL mode with foreign keys on.
@@ -70,10 +51,7 @@ pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(POOL_CONNECTIONS_MAX)
-        .connect_with(options)
-        .await?;
+    let pool = SqlitePoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
     Ok(pool)
 }
 
@@ -92,9 +70,7 @@ impl SqliteStore {
 
     /// Writes the WAL back into the main file (used before copying or inspecting the files).
     pub async fn checkpoint(&self) -> StoreResult<()> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         Ok(())
     }
 }
@@ -115,9 +91,7 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
         disabled: row.try_get("disabled")?,
         mfa_enabled: row.try_get("mfa_enabled")?,
         created_at: Timestamp(row.try_get("created_at")?),
-        last_login_at: row
-            .try_get::<Option<i64>, _>("last_login_at")?
-            .map(Timestamp),
+        last_login_at: row.try_get::<Option<i64>, _>("last_login_at")?.map(Timestamp),
     })
 }
 
@@ -157,13 +131,9 @@ fn like_literal(text: &str) -> String {
 }
 
 /// Whether another enabled owner than `id` exists (run inside the caller's transaction).
-const OTHER_OWNER_EXISTS: &str =
-    "EXISTS (SELECT 1 FROM users WHERE role = 'owner' AND disabled = 0 AND id != ?)";
+const OTHER_OWNER_EXISTS: &str = "EXISTS (SELECT 1 FROM users WHERE role = 'owner' AND disabled = 0 AND id != ?)";
 
-async fn insert_session(
-    conn: &mut sqlx::SqliteConnection,
-    session: &NewSession,
-) -> StoreResult<()> {
+async fn insert_session(conn: &mut sqlx::SqliteConnection, session: &NewSession) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, ip, user_agent)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -189,73 +159,52 @@ impl Store for SqliteStore {
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?");
-        let row = sqlx::query(&sql)
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&sql).bind(username).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn search_users(
-        &self,
-        query: &DirectoryQuery,
-        limit: u32,
-    ) -> StoreResult<Vec<UserRecord>> {
+    async fn search_users(&self, query: &DirectoryQuery, limit: u32) -> StoreResult<Vec<UserRecord>> {
         let pattern = format!("%{}%", like_literal(query.as_str()));
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users
              WHERE disabled = 0 AND (username LIKE ?1 ESCAPE '\\' OR lower(display_name) LIKE ?1 ESCAPE '\\')
              ORDER BY username LIMIT ?2"
         );
-        let rows = sqlx::query(&sql)
-            .bind(pattern)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&sql).bind(pattern).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(user_from_row).collect()
     }
 
     async fn list_users(&self, limit: u32) -> StoreResult<Vec<UserRecord>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username LIMIT ?");
-        let rows = sqlx::query(&sql)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&sql).bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(user_from_row).collect()
     }
 
     async fn count_enabled_owners(&self) -> StoreResult<u64> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'owner' AND disabled = 0")
-                .fetch_one(&self.pool)
-                .await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'owner' AND disabled = 0")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn set_user_role(&self, id: &UserId, role: Role) -> StoreResult<GuardedUpdate> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let current: Option<(String, bool)> =
-            sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let current: Option<(String, bool)> = sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((current_role, disabled)) = current else {
             return Ok(GuardedUpdate::NotFound);
         };
@@ -279,11 +228,10 @@ impl Store for SqliteStore {
 
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> StoreResult<GuardedUpdate> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let current: Option<(String, bool)> =
-            sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let current: Option<(String, bool)> = sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((current_role, was_disabled)) = current else {
             return Ok(GuardedUpdate::NotFound);
         };
@@ -302,10 +250,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         if disabled {
-            sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(GuardedUpdate::Done)
@@ -320,22 +265,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn change_password(
-        &self,
-        id: &UserId,
-        password_hash: &str,
-        new_session: &NewSession,
-    ) -> StoreResult<()> {
+    async fn change_password(&self, id: &UserId, password_hash: &str, new_session: &NewSession) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
         insert_session(&mut tx, new_session).await?;
         tx.commit().await?;
         Ok(())
@@ -377,12 +314,7 @@ impl Store for SqliteStore {
         Ok(open)
     }
 
-    async fn enroll(
-        &self,
-        token_hash: &str,
-        now: Timestamp,
-        user: &NewUser,
-    ) -> StoreResult<EnrollOutcome> {
+    async fn enroll(&self, token_hash: &str, now: Timestamp, user: &NewUser) -> StoreResult<EnrollOutcome> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let role: Option<String> = sqlx::query_scalar(
             "SELECT role FROM invitations WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
@@ -395,11 +327,10 @@ impl Store for SqliteStore {
             return Ok(EnrollOutcome::InvalidInvitation);
         };
         let role = Role::parse(&role).ok_or(StoreError::Corrupt("invitation role"))?;
-        let taken: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE username = ?)")
-                .bind(user.username.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+        let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE username = ?)")
+            .bind(user.username.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
         if taken {
             return Ok(EnrollOutcome::UsernameTaken);
         }
@@ -452,10 +383,7 @@ impl Store for SqliteStore {
 
     async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?");
-        let row = sqlx::query(&sql)
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&sql).bind(token_hash).fetch_optional(&self.pool).await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -470,13 +398,8 @@ impl Store for SqliteStore {
     }
 
     async fn list_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionRecord>> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(user.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id");
+        let rows = sqlx::query(&sql).bind(user.as_str()).fetch_all(&self.pool).await?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -489,11 +412,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_sessions_except(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionId>,
-    ) -> StoreResult<u64> {
+    async fn delete_sessions_except(&self, user: &UserId, keep: Option<&SessionId>) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id != ?")
             .bind(user.as_str())
             .bind(keep.map(SessionId::as_str).unwrap_or(""))
@@ -502,11 +421,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn delete_stale_sessions(
-        &self,
-        now: Timestamp,
-        idle_before: Timestamp,
-    ) -> StoreResult<u64> {
+    async fn delete_stale_sessions(&self, now: Timestamp, idle_before: Timestamp) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?")
             .bind(now.0)
             .bind(idle_before.0)
@@ -515,11 +430,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn throttle_state(
-        &self,
-        scope: ThrottleScope,
-        key: &str,
-    ) -> StoreResult<Option<ThrottleState>> {
+    async fn throttle_state(&self, scope: ThrottleScope, key: &str) -> StoreResult<Option<ThrottleState>> {
         let row = sqlx::query(
             "SELECT failures, last_failure_at, blocked_until FROM login_throttle WHERE scope = ? AND key = ?",
         )

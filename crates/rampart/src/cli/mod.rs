@@ -11,11 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, Config, RawConfig};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "rampart",
-    version,
-    about = "Self-hosted enterprise messaging with the hardening built in."
-)]
+#[command(name = "rampart", version, about = "Self-hosted enterprise messaging with the hardening built in.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -11,9 +11,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, LogFormat};
+use crate::gateway::hub::Hub;
 use crate::http::{self, AppState};
 use crate::server::{bind, ConnectionLimiter, Listener};
-use crate::{fsutil, tls};
+use crate::{fsutil, gateway, tls};
 
 /// How often expired and idle sessions are deleted.
 const SESSION_SWEEP_INTERVAL_MS: u64 = 10 * 60 * 1000;
@@ -22,20 +23,10 @@ pub const OWNER_ENROLLMENT_FILE: &str = "owner-enrollment.txt";
 
 pub fn init_logging(config: &Config, to_stdout: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{},hyper=warn,sqlx=warn,rustls=warn",
-            config.log_level
-        ))
+        tracing_subscriber::EnvFilter::new(format!("{},hyper=warn,sqlx=warn,rustls=warn", config.log_level))
     });
-    let ansi = if to_stdout {
-        std::io::stdout().is_terminal()
-    } else {
-        std::io::stderr().is_terminal()
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi);
+    let ansi = if to_stdout { std::io::stdout().is_terminal() } else { std::io::stderr().is_terminal() };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
     let result = match (config.log_format, to_stdout) {
         (LogFormat::Json, true) => builder.json().with_writer(std::io::stdout).try_init(),
         (LogFormat::Json, false) => builder.json().with_writer(std::io::stderr).try_init(),
@@ -46,8 +37,9 @@ pub fn init_logging(config: &Config, to_stdout: bool) {
     let _ = result;
 }
 
-/// Opens the directories and stores of a deployment and builds the application.
-pub async fn open_app(config: &Config) -> anyhow::Result<rampart_app::App> {
+/// Opens the directories and stores of a deployment and builds the application, delivering
+/// committed events to `sink`.
+pub async fn open_app(config: &Config, sink: Arc<dyn rampart_app::EventSink>) -> anyhow::Result<rampart_app::App> {
     for dir in [&config.data_dir, &config.key_dir, &config.audit_dir] {
         fsutil::ensure_private_dir(dir)?;
     }
@@ -57,13 +49,8 @@ pub async fn open_app(config: &Config) -> anyhow::Result<rampart_app::App> {
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     let audit = rampart_store::SqliteAuditStore::open(&config.audit_dir.join("audit.db"))
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the audit log in {}",
-                config.audit_dir.display()
-            )
-        })?;
-    rampart_app::App::new(Arc::new(store), Arc::new(audit), config.app.clone())
+        .with_context(|| format!("cannot open the audit log in {}", config.audit_dir.display()))?;
+    rampart_app::App::new(Arc::new(store), Arc::new(audit), config.app.clone(), sink)
         .map_err(|e| anyhow::anyhow!("cannot start the application: {e}"))
 }
 
@@ -96,17 +83,9 @@ fn origin_host(origin: &str) -> Option<String> {
     rest.split(':').next().map(str::to_owned)
 }
 
-async fn write_owner_enrollment(
-    config: &Config,
-    app: &rampart_app::App,
-    origin: &str,
-) -> anyhow::Result<()> {
+async fn write_owner_enrollment(config: &Config, app: &rampart_app::App, origin: &str) -> anyhow::Result<()> {
     let path = config.key_dir.join(OWNER_ENROLLMENT_FILE);
-    match app
-        .first_owner_invitation()
-        .await
-        .map_err(|e| anyhow::anyhow!("first owner invitation: {e}"))?
-    {
+    match app.first_owner_invitation().await.map_err(|e| anyhow::anyhow!("first owner invitation: {e}"))? {
         Some(issued) => {
             let link = http::admin_enrollment_url(origin, issued.token.expose());
             let text = format!(
@@ -136,24 +115,18 @@ async fn write_owner_enrollment(
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config, true);
-    let app = open_app(&config).await?;
+    let hub = Hub::new(config.ws.queue_len_max);
+    let app = open_app(&config, hub.clone()).await?;
+    gateway::spawn_session_listener(&app, hub.clone());
     let (acceptor, resolver) = tls_acceptor(&config)?;
 
     let main_listener = bind(config.listen, "HTTPS").await?;
     let bound = main_listener.local_addr()?;
-    let public_origin = config
-        .public_origin
-        .clone()
-        .unwrap_or_else(|| format!("https://localhost:{}", bound.port()));
-    let state = AppState {
-        app: app.clone(),
-        limits: config.limits,
-        public_origin: public_origin.clone(),
-    };
-    let connections = ConnectionLimiter::new(
-        config.limits.connections_per_ip_max,
-        config.limits.connections_max,
-    );
+    let public_origin = config.public_origin.clone().unwrap_or_else(|| format!("https://localhost:{}", bound.port()));
+    let state_hub = hub.clone();
+    let state =
+        AppState { app: app.clone(), limits: config.limits, public_origin: public_origin.clone(), hub, ws: config.ws };
+    let connections = ConnectionLimiter::new(config.limits.connections_per_ip_max, config.limits.connections_max);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -203,19 +176,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(url = %format!("https://{bound}"), public_origin = %public_origin, "rampart is listening on https://{bound}");
 
     wait_for_shutdown_signal().await;
-    tracing::info!("shutting down: no new connections; draining open ones");
+    tracing::info!(live_connections = state_hub.connections(), "shutting down: no new connections; draining open ones");
     let _ = shutdown_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    app.audit(
-        "system",
-        "server.stop",
-        None,
-        None,
-        Outcome::Success,
-        serde_json::json!({}),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
+    app.audit("system", "server.stop", None, None, Outcome::Success, serde_json::json!({}))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -225,6 +191,7 @@ fn spawn_session_sweeper(app: rampart_app::App) {
         let mut ticker = tokio::time::interval(Duration::from_millis(SESSION_SWEEP_INTERVAL_MS));
         loop {
             ticker.tick().await;
+            app.trim_rate_limits();
             match app.sweep_sessions().await {
                 Ok(0) => {}
                 Ok(ended) => tracing::info!(ended, "expired sessions removed"),
@@ -255,14 +222,8 @@ mod tests {
 
     #[test]
     fn origin_host_strips_scheme_and_port() {
-        assert_eq!(
-            origin_host("https://chat.example.com:8443").as_deref(),
-            Some("chat.example.com")
-        );
-        assert_eq!(
-            origin_host("https://chat.example.com").as_deref(),
-            Some("chat.example.com")
-        );
+        assert_eq!(origin_host("https://chat.example.com:8443").as_deref(), Some("chat.example.com"));
+        assert_eq!(origin_host("https://chat.example.com").as_deref(), Some("chat.example.com"));
         assert_eq!(origin_host("https://[::1]:8443").as_deref(), Some("::1"));
     }
 }

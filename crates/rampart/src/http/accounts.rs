@@ -48,9 +48,7 @@ fn session_cookie(issued: &NewSessionIssued) -> Result<HeaderValue, ApiError> {
 
 /// `Set-Cookie` that makes the browser forget the session cookie.
 fn expired_cookie() -> HeaderValue {
-    HeaderValue::from_static(
-        "__Host-rampart_session=; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-    )
+    HeaderValue::from_static("__Host-rampart_session=; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
 }
 
 /// Answers a login or password change: a cookie, or the token in the body.
@@ -67,9 +65,7 @@ fn session_response(
     };
     let mut response = (status, Json(body)).into_response();
     if via_cookie {
-        response
-            .headers_mut()
-            .insert(header::SET_COOKIE, session_cookie(issued)?);
+        response.headers_mut().insert(header::SET_COOKIE, session_cookie(issued)?);
     }
     Ok(response)
 }
@@ -80,11 +76,7 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if request
-        .totp
-        .as_ref()
-        .is_some_and(|code| code.chars().count() > limits::TOTP_CHARS_MAX)
-    {
+    if request.totp.as_ref().is_some_and(|code| code.chars().count() > limits::TOTP_CHARS_MAX) {
         return Err(FieldError::new("totp", "The code is too long.").into());
     }
     let input = LoginInput {
@@ -95,12 +87,7 @@ pub async fn login(
     };
     let outcome = state.app.login(input, &meta).await?;
     let via_cookie = !matches!(request.mode, Some(LoginMode::Token));
-    session_response(
-        StatusCode::OK,
-        UserView::from(&outcome.user),
-        &outcome.session,
-        via_cookie,
-    )
+    session_response(StatusCode::OK, UserView::from(&outcome.user), &outcome.session, via_cookie)
 }
 
 pub async fn logout(
@@ -111,10 +98,7 @@ pub async fn logout(
     state.app.logout(&session.auth, &meta).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        "clear-site-data",
-        HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
-    );
+    headers.insert("clear-site-data", HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""));
     headers.insert(header::SET_COOKIE, expired_cookie());
     Ok(response)
 }
@@ -140,11 +124,7 @@ pub async fn enroll(
         display_name: request.display_name,
     };
     let user = state.app.enroll(input, &meta).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "user": UserView::from(&user) })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "user": UserView::from(&user) }))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -160,28 +140,17 @@ pub async fn change_password(
     session: Session,
     ApiJson(request): ApiJson<PasswordRequest>,
 ) -> Result<Response, ApiError> {
-    let issued = state
-        .app
-        .change_password(
-            &session.auth,
-            request.current_password,
-            request.new_password,
-            &meta,
-        )
-        .await
-        .map_err(|error| match error {
-            // A wrong current password while signed in is a refusal, not a lost session.
-            rampart_app::AppError::InvalidCredentials => {
-                ApiError::new(ErrorCode::Forbidden, "The current password is incorrect.")
-            }
-            other => other.into(),
-        })?;
-    session_response(
-        StatusCode::OK,
-        UserView::from(&session.auth.user),
-        &issued,
-        session.via == AuthVia::Cookie,
-    )
+    let issued =
+        state.app.change_password(&session.auth, request.current_password, request.new_password, &meta).await.map_err(
+            |error| match error {
+                // A wrong current password while signed in is a refusal, not a lost session.
+                rampart_app::AppError::InvalidCredentials => {
+                    ApiError::new(ErrorCode::Forbidden, "The current password is incorrect.")
+                }
+                other => other.into(),
+            },
+        )?;
+    session_response(StatusCode::OK, UserView::from(&session.auth.user), &issued, session.via == AuthVia::Cookie)
 }
 
 pub async fn list_sessions(
@@ -190,12 +159,7 @@ pub async fn list_sessions(
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     let sessions = state.app.list_sessions(&session.auth).await?;
     let current = &session.auth.session.id;
-    Ok(Json(
-        sessions
-            .iter()
-            .map(|s| SessionView::new(s, &s.id == current))
-            .collect(),
-    ))
+    Ok(Json(sessions.iter().map(|s| SessionView::new(s, &s.id == current)).collect()))
 }
 
 pub async fn revoke_session(
@@ -214,10 +178,7 @@ pub async fn revoke_other_sessions(
     ClientMeta(meta): ClientMeta,
     session: Session,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .app
-        .revoke_other_sessions(&session.auth, &meta)
-        .await?;
+    state.app.revoke_other_sessions(&session.auth, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

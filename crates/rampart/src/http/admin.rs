@@ -20,13 +20,8 @@ const AUDIT_PAGE_DEFAULT: u32 = 100;
 const AUDIT_PAGE_MAX: u32 = 1_000;
 
 fn parse_role(text: &str) -> Result<Role, ApiError> {
-    Role::parse(text).ok_or_else(|| {
-        FieldError::new(
-            "role",
-            "The role must be one of owner, admin, member, guest.",
-        )
-        .into()
-    })
+    Role::parse(text)
+        .ok_or_else(|| FieldError::new("role", "The role must be one of owner, admin, member, guest.").into())
 }
 
 fn parse_user_id(text: &str) -> Result<UserId, ApiError> {
@@ -48,10 +43,7 @@ pub async fn create_invitation(
     ApiJson(request): ApiJson<InvitationRequest>,
 ) -> Result<Response, ApiError> {
     let role = parse_role(&request.role)?;
-    let issued = state
-        .app
-        .create_invitation(&session.auth, role, request.expires_in_hours, &meta)
-        .await?;
+    let issued = state.app.create_invitation(&session.auth, role, request.expires_in_hours, &meta).await?;
     let view = InvitationView {
         token: issued.token.expose().to_owned(),
         role: issued.role.as_str(),
@@ -67,10 +59,7 @@ pub fn enrollment_url(origin: &str, token: &str) -> String {
     format!("{origin}/enroll#token={token}")
 }
 
-pub async fn list_users(
-    State(state): State<AppState>,
-    session: Session,
-) -> Result<Json<Vec<AdminUserView>>, ApiError> {
+pub async fn list_users(State(state): State<AppState>, session: Session) -> Result<Json<Vec<AdminUserView>>, ApiError> {
     let users = state.app.list_users(&session.auth).await?;
     Ok(Json(users.iter().map(AdminUserView::from).collect()))
 }
@@ -93,19 +82,10 @@ pub async fn update_user(
 ) -> Result<Json<AdminUserView>, ApiError> {
     let id = parse_user_id(&id)?;
     if patch.role.is_none() && patch.disabled.is_none() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidInput,
-            "Give `role`, `disabled`, or both.",
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidInput, "Give `role`, `disabled`, or both."));
     }
-    let change = UserChange {
-        role: patch.role.as_deref().map(parse_role).transpose()?,
-        disabled: patch.disabled,
-    };
-    let user = state
-        .app
-        .update_user(&session.auth, &id, change, &meta)
-        .await?;
+    let change = UserChange { role: patch.role.as_deref().map(parse_role).transpose()?, disabled: patch.disabled };
+    let user = state.app.update_user(&session.auth, &id, change, &meta).await?;
     Ok(Json(AdminUserView::from(&user)))
 }
 
@@ -116,10 +96,7 @@ pub async fn revoke_user_sessions(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_user_id(&id)?;
-    state
-        .app
-        .revoke_user_sessions(&session.auth, &id, &meta)
-        .await?;
+    state.app.revoke_user_sessions(&session.auth, &id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -137,9 +114,6 @@ pub async fn read_audit(
     Query(params): Query<AuditParams>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     let limit = bounded_limit(params.limit, AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX)?;
-    let rows = state
-        .app
-        .read_audit(&session.auth, params.after.unwrap_or(0).max(0), limit)
-        .await?;
+    let rows = state.app.read_audit(&session.auth, params.after.unwrap_or(0).max(0), limit).await?;
     Ok(Json(rows.iter().map(AuditView::from).collect()))
 }

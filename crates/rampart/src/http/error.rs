@@ -29,11 +29,7 @@ struct Inner<'a> {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-        }
+        Self { code, message: message.into(), retry_after_secs: None }
     }
 
     pub fn of(code: ErrorCode) -> Self {
@@ -46,24 +42,14 @@ impl From<AppError> for ApiError {
         if let AppError::Internal(cause) = &error {
             tracing::error!(%cause, "internal error");
         }
-        Self {
-            code: error.code(),
-            message: error.client_message(),
-            retry_after_secs: error.retry_after_secs(),
-        }
+        Self { code: error.code(), message: error.client_message(), retry_after_secs: error.retry_after_secs() }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = Body {
-            error: Inner {
-                code: self.code.as_str(),
-                message: &self.message,
-            },
-        };
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = Body { error: Inner { code: self.code.as_str(), message: &self.message } };
         let mut response = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {

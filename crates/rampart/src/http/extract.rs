@@ -36,33 +36,20 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn json_error(error: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match error.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
-            ErrorCode::InvalidJson,
-            "The request body is not valid JSON.",
-        ),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::new(ErrorCode::InvalidJson, "The request body is not valid JSON.")
+        }
         Category::Data => {
             let text = error.to_string();
-            let name: String = text
-                .split('`')
-                .nth(1)
-                .unwrap_or("")
-                .chars()
-                .take(FIELD_NAME_ECHO_CHARS_MAX)
-                .collect();
+            let name: String = text.split('`').nth(1).unwrap_or("").chars().take(FIELD_NAME_ECHO_CHARS_MAX).collect();
             if text.starts_with("unknown field") {
                 ApiError::new(ErrorCode::UnknownField, format!("Unknown field `{name}`."))
             } else if text.starts_with("missing field") {
                 ApiError::new(ErrorCode::InvalidInput, format!("Missing field `{name}`."))
             } else if text.starts_with("unknown variant") {
-                ApiError::new(
-                    ErrorCode::InvalidInput,
-                    format!("A field has an unknown value `{name}`."),
-                )
+                ApiError::new(ErrorCode::InvalidInput, format!("A field has an unknown value `{name}`."))
             } else {
-                ApiError::new(
-                    ErrorCode::InvalidInput,
-                    "A field has a value of the wrong type or shape.",
-                )
+                ApiError::new(ErrorCode::InvalidInput, "A field has a value of the wrong type or shape.")
             }
         }
     }
@@ -84,16 +71,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                     format!("The request body is larger than {limit} bytes."),
                 ));
             }
-            Err(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidInput,
-                    "The request body could not be read.",
-                ))
-            }
+            Err(_) => return Err(ApiError::new(ErrorCode::InvalidInput, "The request body could not be read.")),
         };
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| json_error(&e))
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| json_error(&e))
     }
 }
 
@@ -115,9 +95,7 @@ pub struct Session {
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 /// The session cookie's value, if one was sent.
@@ -139,10 +117,7 @@ fn is_safe_method(method: &Method) -> bool {
 impl FromRequestParts<AppState> for Session {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let (text, via) = match bearer_token(&parts.headers) {
             Some(token) => (token, AuthVia::Bearer),
             None => match cookie_token(&parts.headers) {
@@ -153,10 +128,7 @@ impl FromRequestParts<AppState> for Session {
         let token = Token::parse(&text).ok_or_else(|| ApiError::of(ErrorCode::Unauthenticated))?;
         // A cookie rides along on cross-site requests; a same-origin Origin proves the page that
         // sent it is ours (CSRF defence). Bearer tokens are never sent by a browser on its own.
-        if via == AuthVia::Cookie
-            && !is_safe_method(&parts.method)
-            && !origin_is_allowed(parts, state, true)
-        {
+        if via == AuthVia::Cookie && !is_safe_method(&parts.method) && !origin_is_allowed(parts, state, true) {
             return Err(ApiError::of(ErrorCode::CrossOriginRequest));
         }
         let auth = state.app.authenticate(&token).await?;
@@ -171,20 +143,13 @@ pub struct ClientMeta(pub RequestMeta);
 impl FromRequestParts<AppState> for ClientMeta {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_string())
             .unwrap_or_else(|| "unknown".to_owned());
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
         Ok(ClientMeta(RequestMeta::new(ip, user_agent)))
     }
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod channels;
 pub mod error;
 pub mod extract;
 pub mod redirect;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub limits: EdgeLimits,
     /// `https://host[:port]`, lower case, no trailing slash.
     pub public_origin: String,
+    pub hub: std::sync::Arc<crate::gateway::hub::Hub>,
+    pub ws: crate::config::WsLimits,
 }
 
 /// The Content-Security-Policy of every response: same-origin only, no inline code.
@@ -53,31 +56,33 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(accounts::logout))
         .route("/auth/enroll", post(accounts::enroll))
         .route("/auth/password", post(accounts::change_password))
-        .route(
-            "/auth/sessions",
-            get(accounts::list_sessions).delete(accounts::revoke_other_sessions),
-        )
+        .route("/auth/sessions", get(accounts::list_sessions).delete(accounts::revoke_other_sessions))
         .route("/auth/sessions/{id}", delete(accounts::revoke_session))
         .route("/users/me", get(accounts::me))
         .route("/users", get(accounts::directory))
         .route("/admin/invitations", post(admin::create_invitation))
         .route("/admin/users", get(admin::list_users))
         .route("/admin/users/{id}", patch(admin::update_user))
-        .route(
-            "/admin/users/{id}/sessions",
-            delete(admin::revoke_user_sessions),
-        )
-        .route("/admin/audit", get(admin::read_audit));
+        .route("/admin/users/{id}/sessions", delete(admin::revoke_user_sessions))
+        .route("/admin/audit", get(admin::read_audit))
+        .route("/channels", post(channels::create).get(channels::list))
+        .route("/channels/{id}", get(channels::get_one).patch(channels::update))
+        .route("/channels/{id}/join", post(channels::join))
+        .route("/channels/{id}/leave", post(channels::leave))
+        .route("/channels/{id}/members", get(channels::members).post(channels::add_member))
+        .route("/channels/{id}/members/{user_id}", delete(channels::remove_member))
+        .route("/channels/{id}/messages", post(channels::send).get(channels::history))
+        .route("/channels/{id}/read", post(channels::mark_read))
+        .route("/dms", post(channels::open_direct))
+        .route("/messages/{id}", patch(channels::edit).delete(channels::delete))
+        .route("/events", get(crate::gateway::connect));
     Router::new()
         .nest("/api/v1", api)
         .merge(health_routes())
         .merge(web::routes())
         .fallback(not_found)
         .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            request_timeout,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), request_timeout))
         .layer(middleware::from_fn_with_state(state, cross_origin_guard))
         .layer(middleware::from_fn(refuse_methods))
         .layer(middleware::from_fn(normalize_errors))
@@ -87,9 +92,7 @@ pub fn router(state: AppState) -> Router {
 
 /// `/healthz` and `/readyz`, for the public and the admin listener.
 pub fn health_routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
 /// The admin listener's router (health now; metrics join it later).
@@ -111,11 +114,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.app.ready().await {
         Json(serde_json::json!({ "status": "ready" })).into_response()
     } else {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "The server is not ready: its store does not answer.",
-        )
-        .into_response()
+        ApiError::new(ErrorCode::Unavailable, "The server is not ready: its store does not answer.").into_response()
     }
 }
 
@@ -137,11 +136,7 @@ fn own_origin(parts: &Parts) -> Option<String> {
 /// Whether the request's `Origin` is ours: the configured public origin, or the origin the request
 /// itself was addressed to. With `required`, a missing `Origin` is refused.
 pub fn origin_is_allowed(parts: &Parts, state: &AppState, required: bool) -> bool {
-    let Some(origin) = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    else {
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         return !required;
     };
     let origin = origin.to_ascii_lowercase();
@@ -150,15 +145,8 @@ pub fn origin_is_allowed(parts: &Parts, state: &AppState, required: bool) -> boo
 
 /// Any state-changing request that names a foreign `Origin` is refused, authenticated or not
 /// (login CSRF included).
-async fn cross_origin_guard(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let safe = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
+async fn cross_origin_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
         let (parts, body) = request.into_parts();
         if !origin_is_allowed(&parts, &state, false) {
@@ -194,10 +182,8 @@ pub(crate) async fn normalize_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if is_json {
         return response;
     }
@@ -212,20 +198,14 @@ pub(crate) async fn normalize_errors(request: Request, next: Next) -> Response {
 }
 
 const SECURITY_HEADERS: [(&str, &str); 9] = [
-    (
-        "strict-transport-security",
-        "max-age=63072000; includeSubDomains",
-    ),
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
     ("content-security-policy", CONTENT_SECURITY_POLICY),
     ("x-frame-options", "DENY"),
     ("cross-origin-opener-policy", "same-origin"),
     ("cross-origin-resource-policy", "same-origin"),
-    (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), payment=()",
-    ),
+    ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()"),
     ("cache-control", "no-store"),
 ];
 
@@ -253,28 +233,15 @@ const ROUTE_LOG_CHARS_MAX: usize = 128;
 pub(crate) async fn request_context(request: Request<Body>, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     // The path only: a query string may hold search text, and is never logged.
-    let route: String = request
-        .uri()
-        .path()
-        .chars()
-        .take(ROUTE_LOG_CHARS_MAX)
-        .collect();
+    let route: String = request.uri().path().chars().take(ROUTE_LOG_CHARS_MAX).collect();
     let method = request.method().clone();
     let span = tracing::info_span!("request", request_id = %request_id, %method, route = %route);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms,
-            "request finished"
-        )
-    });
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), elapsed_ms, "request finished"));
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), value);
+        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
     }
     response
 }
@@ -284,9 +251,6 @@ pub fn bounded_limit(requested: Option<u32>, default: u32, max: u32) -> Result<u
     match requested {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::new(
-            ErrorCode::InvalidInput,
-            format!("limit must be between 1 and {max}."),
-        )),
+        Some(_) => Err(ApiError::new(ErrorCode::InvalidInput, format!("limit must be between 1 and {max}."))),
     }
 }

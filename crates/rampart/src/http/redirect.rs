@@ -38,11 +38,7 @@ async fn redirect(public_origin: String, request: Request) -> Response {
         .take(REDIRECT_PATH_CHARS_MAX)
         .collect();
     match HeaderValue::from_str(&format!("{public_origin}{target}")) {
-        Ok(location) => (
-            StatusCode::PERMANENT_REDIRECT,
-            [(header::LOCATION, location)],
-        )
-            .into_response(),
+        Ok(location) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response(),
         Err(_) => ApiError::of(ErrorCode::InvalidInput).into_response(),
     }
 }

@@ -13,25 +13,12 @@ const ENROLL_JS: &str = include_str!("../../../../web/enroll.js");
 const APP_CSS: &str = include_str!("../../../../web/app.css");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/enroll",
-            get(|| async { asset(ENROLL_HTML, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/assets/enroll.js",
-            get(|| async { asset(ENROLL_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/assets/app.css",
-            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
-        )
+        .route("/enroll", get(|| async { asset(ENROLL_HTML, "text/html; charset=utf-8") }))
+        .route("/assets/enroll.js", get(|| async { asset(ENROLL_JS, "text/javascript; charset=utf-8") }))
+        .route("/assets/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
 }

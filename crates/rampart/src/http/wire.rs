@@ -2,8 +2,11 @@
 //! store records, so a new column never leaks into a response by accident (the password hash,
 //! for one, has no field to land in).
 
+use rampart_core::channel::{ChannelRole, EventKind};
 use rampart_core::Timestamp;
-use rampart_store::{AuditRow, SessionRecord, UserRecord};
+use rampart_store::{
+    AuditRow, ChannelListing, ChannelRecord, EventRecord, MemberRecord, MessageRecord, SessionRecord, UserRecord,
+};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -150,6 +153,149 @@ impl From<&AuditRow> for AuditView {
             details: serde_json::from_str(&row.entry.details).unwrap_or(serde_json::Value::Null),
         }
     }
+}
+
+/// A channel as API.md shows it; the `member`, `role`, `unread` and `last_read_seq` fields are
+/// filled for the caller's own listing.
+#[derive(Serialize)]
+pub struct ChannelView {
+    pub id: String,
+    pub name: Option<String>,
+    pub kind: &'static str,
+    pub topic: String,
+    pub created_at: String,
+    pub last_seq: i64,
+    pub archived: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_read_seq: Option<i64>,
+    /// For a direct message: the other user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dm_user_id: Option<String>,
+}
+
+impl From<&ChannelRecord> for ChannelView {
+    fn from(channel: &ChannelRecord) -> Self {
+        Self {
+            id: channel.id.to_string(),
+            name: channel.name.as_ref().map(|n| n.as_str().to_owned()),
+            kind: channel.kind.as_str(),
+            topic: channel.topic.as_str().to_owned(),
+            created_at: rfc3339(channel.created_at),
+            last_seq: channel.last_seq,
+            archived: channel.archived,
+            member: None,
+            role: None,
+            unread: None,
+            last_read_seq: None,
+            dm_user_id: None,
+        }
+    }
+}
+
+impl From<&ChannelListing> for ChannelView {
+    fn from(listing: &ChannelListing) -> Self {
+        Self {
+            member: Some(listing.membership.is_some()),
+            role: listing.membership.map(ChannelRole::as_str),
+            unread: listing.membership.map(|_| listing.unread),
+            last_read_seq: listing.membership.map(|_| listing.last_read_seq),
+            dm_user_id: listing.dm_peer.as_ref().map(ToString::to_string),
+            ..ChannelView::from(&listing.channel)
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MemberView {
+    pub user_id: String,
+    pub role: &'static str,
+    pub joined_at: String,
+}
+
+impl From<&MemberRecord> for MemberView {
+    fn from(member: &MemberRecord) -> Self {
+        Self { user_id: member.user_id.to_string(), role: member.role.as_str(), joined_at: rfc3339(member.joined_at) }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MessageView {
+    pub id: String,
+    pub channel_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    /// `null` once deleted.
+    pub body: Option<String>,
+    pub thread_id: Option<String>,
+    pub client_id: Option<String>,
+    pub created_at: String,
+    pub edited_at: Option<String>,
+    pub deleted: bool,
+    pub reply_count: i64,
+}
+
+impl From<&MessageRecord> for MessageView {
+    fn from(message: &MessageRecord) -> Self {
+        Self {
+            id: message.id.to_string(),
+            channel_id: message.channel_id.to_string(),
+            seq: message.seq,
+            sender_id: message.sender_id.to_string(),
+            body: message.body.as_ref().map(|b| b.as_str().to_owned()),
+            thread_id: message.thread_id.as_ref().map(ToString::to_string),
+            client_id: message.client_id.as_ref().map(|c| c.as_str().to_owned()),
+            created_at: rfc3339(message.created_at),
+            edited_at: message.edited_at.map(rfc3339),
+            deleted: message.deleted,
+            reply_count: message.reply_count,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EventData {
+    Message(MessageView),
+    Member { user_id: Option<String>, channel: Option<ChannelView> },
+    Channel(ChannelView),
+}
+
+#[derive(Serialize)]
+struct EventFrame<'a> {
+    r#type: &'static str,
+    channel_id: &'a str,
+    seq: i64,
+    kind: &'static str,
+    data: EventData,
+}
+
+/// The WebSocket frame of one event, serialized once and shared by every connection.
+pub fn event_frame(event: &EventRecord) -> String {
+    let data = match (&event.message, event.kind) {
+        (Some(message), _) => EventData::Message(MessageView::from(message)),
+        (None, EventKind::ChannelUpdated) => match &event.channel {
+            Some(channel) => EventData::Channel(ChannelView::from(channel)),
+            None => EventData::Member { user_id: None, channel: None },
+        },
+        (None, _) => EventData::Member {
+            user_id: event.user_id.as_ref().map(ToString::to_string),
+            channel: event.channel.as_ref().map(ChannelView::from),
+        },
+    };
+    let frame = EventFrame {
+        r#type: "event",
+        channel_id: event.channel_id.as_str(),
+        seq: event.seq,
+        kind: event.kind.as_str(),
+        data,
+    };
+    serde_json::to_string(&frame).unwrap_or_default()
 }
 
 #[cfg(test)]

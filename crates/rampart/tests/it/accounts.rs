@@ -23,60 +23,29 @@ async fn whole_account_and_session_lifecycle_with_cookies_and_tokens() {
         .await
         .expect("login");
     assert_eq!(response.status(), 200);
-    let cookie = response
-        .headers()
-        .get("set-cookie")
-        .expect("set-cookie")
-        .to_str()
-        .expect("text")
-        .to_owned();
+    let cookie = response.headers().get("set-cookie").expect("set-cookie").to_str().expect("text").to_owned();
     assert!(cookie.starts_with("__Host-rampart_session="), "{cookie}");
     for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
-        assert!(
-            cookie.contains(attribute),
-            "{attribute} missing from {cookie}"
-        );
+        assert!(cookie.contains(attribute), "{attribute} missing from {cookie}");
     }
     assert!(!cookie.contains("Domain"), "{cookie}");
     let body: Value = response.json().await.expect("json");
     assert!(body.get("token").is_none(), "cookie mode returns no token");
     assert_eq!(body["user"]["username"], owner.username.as_str());
-    assert!(body["expires_at"]
-        .as_str()
-        .is_some_and(|t| t.ends_with('Z')));
+    assert!(body["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')));
 
-    let me: Value = browser
-        .get(server.url("/api/v1/users/me"))
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let me: Value = browser.get(server.url("/api/v1/users/me")).send().await.expect("me").json().await.expect("json");
     assert_eq!(me["id"], owner.id.as_str());
     assert_eq!(me["role"], "owner");
     assert_eq!(me["mfa_enabled"], false);
     assert!(me.get("password_hash").is_none());
 
     // Sessions: the bearer one from `user()` and the cookie one; exactly one is current.
-    let sessions: Vec<Value> = browser
-        .get(server.url("/api/v1/auth/sessions"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let sessions: Vec<Value> =
+        browser.get(server.url("/api/v1/auth/sessions")).send().await.expect("list").json().await.expect("json");
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
-    for key in [
-        "id",
-        "created_at",
-        "last_seen_at",
-        "ip",
-        "user_agent",
-        "current",
-    ] {
+    for key in ["id", "created_at", "last_seen_at", "ip", "user_agent", "current"] {
         assert!(sessions[0].get(key).is_some(), "session lacks {key}");
     }
     assert_eq!(sessions[0]["ip"], "127.0.0.1");
@@ -89,13 +58,7 @@ async fn whole_account_and_session_lifecycle_with_cookies_and_tokens() {
         .await
         .expect("revoke");
     assert_eq!(revoked.status(), 204);
-    let dead = server
-        .client()
-        .get(server.url("/api/v1/users/me"))
-        .headers(owner.bearer())
-        .send()
-        .await
-        .expect("me");
+    let dead = server.client().get(server.url("/api/v1/users/me")).headers(owner.bearer()).send().await.expect("me");
     expect_error(dead, 401, "unauthenticated").await;
 
     // Password change: other sessions end, the current one gets a new token (cookie), the old
@@ -104,29 +67,16 @@ async fn whole_account_and_session_lifecycle_with_cookies_and_tokens() {
     let changed = browser
         .post(server.url("/api/v1/auth/password"))
         .header("origin", server.origin())
-        .json(
-            &json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase 2026" }),
-        )
+        .json(&json!({ "current_password": PASSWORD, "new_password": "a brand new passphrase 2026" }))
         .send()
         .await
         .expect("change");
     assert_eq!(changed.status(), 200);
-    let new_cookie = changed
-        .headers()
-        .get("set-cookie")
-        .expect("new cookie")
-        .to_str()
-        .expect("text")
-        .to_owned();
+    let new_cookie = changed.headers().get("set-cookie").expect("new cookie").to_str().expect("text").to_owned();
     assert_ne!(new_cookie, cookie);
     let old_value = cookie.split(';').next().expect("pair").to_owned();
-    let replay = server
-        .client()
-        .get(server.url("/api/v1/users/me"))
-        .header("cookie", old_value)
-        .send()
-        .await
-        .expect("me");
+    let replay =
+        server.client().get(server.url("/api/v1/users/me")).header("cookie", old_value).send().await.expect("me");
     expect_error(replay, 401, "unauthenticated").await;
     let other = server
         .client()
@@ -136,31 +86,14 @@ async fn whole_account_and_session_lifecycle_with_cookies_and_tokens() {
         .await
         .expect("me");
     expect_error(other, 401, "unauthenticated").await;
-    assert_eq!(
-        browser
-            .get(server.url("/api/v1/users/me"))
-            .send()
-            .await
-            .expect("me")
-            .status(),
-        200
-    );
-    server
-        .login_token(&owner.username, "a brand new passphrase 2026")
-        .await;
+    assert_eq!(browser.get(server.url("/api/v1/users/me")).send().await.expect("me").status(), 200);
+    server.login_token(&owner.username, "a brand new passphrase 2026").await;
 
     // Logout: 204, Clear-Site-Data, and the session is dead.
-    let logout = browser
-        .post(server.url("/api/v1/auth/logout"))
-        .header("origin", server.origin())
-        .send()
-        .await
-        .expect("logout");
+    let logout =
+        browser.post(server.url("/api/v1/auth/logout")).header("origin", server.origin()).send().await.expect("logout");
     assert_eq!(logout.status(), 204);
-    assert_eq!(
-        logout.headers().get("clear-site-data").expect("csd"),
-        "\"cache\", \"cookies\", \"storage\""
-    );
+    assert_eq!(logout.headers().get("clear-site-data").expect("csd"), "\"cache\", \"cookies\", \"storage\"");
     let after = server
         .client()
         .get(server.url("/api/v1/users/me"))
@@ -172,12 +105,7 @@ async fn whole_account_and_session_lifecycle_with_cookies_and_tokens() {
 
     // Nothing secret reached the log.
     let log = server.log_text();
-    for secret in [
-        PASSWORD,
-        "a brand new passphrase 2026",
-        owner.token.as_str(),
-        second.as_str(),
-    ] {
+    for secret in [PASSWORD, "a brand new passphrase 2026", owner.token.as_str(), second.as_str()] {
         assert!(!log.contains(secret), "the log contains a secret");
     }
 }
@@ -223,10 +151,7 @@ async fn unknown_user_and_wrong_password_answer_alike() {
     };
     let (k, u) = (median(&known), median(&unknown));
     let gap = k.abs_diff(u);
-    assert!(
-        gap < Duration::from_millis(40) + k.max(u) / 2,
-        "known {k:?} vs unknown {u:?}"
-    );
+    assert!(gap < Duration::from_millis(40) + k.max(u) / 2, "known {k:?} vs unknown {u:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,23 +168,12 @@ async fn throttling_answers_429_with_retry_after_and_survives_a_restart() {
             .send()
     };
     for _ in 0..4 {
-        expect_error(
-            login("wrong password here").await.expect("login"),
-            401,
-            "invalid_credentials",
-        )
-        .await;
+        expect_error(login("wrong password here").await.expect("login"), 401, "invalid_credentials").await;
     }
     // Now throttled: even the right password is refused until the wait is over.
     let throttled = login(PASSWORD).await.expect("login");
-    let retry_after: u64 = throttled
-        .headers()
-        .get("retry-after")
-        .expect("retry-after")
-        .to_str()
-        .expect("text")
-        .parse()
-        .expect("secs");
+    let retry_after: u64 =
+        throttled.headers().get("retry-after").expect("retry-after").to_str().expect("text").parse().expect("secs");
     assert!((1..=120).contains(&retry_after), "{retry_after}");
     expect_error(throttled, 429, "too_many_requests").await;
     // The same for an unknown name's throttle key: it does not reveal the account exists.
@@ -285,19 +199,12 @@ async fn throttling_answers_429_with_retry_after_and_survives_a_restart() {
         .json()
         .await
         .expect("json");
-    assert!(audit
-        .iter()
-        .any(|r| r["action"] == "auth.login" && r["outcome"] == "failure"));
-    assert!(audit
-        .iter()
-        .any(|r| r["action"] == "auth.login" && r["outcome"] == "denied"));
+    assert!(audit.iter().any(|r| r["action"] == "auth.login" && r["outcome"] == "failure"));
+    assert!(audit.iter().any(|r| r["action"] == "auth.login" && r["outcome"] == "denied"));
 }
 
 async fn set_session_times(server: &Server, sql: &str) {
-    let url = format!(
-        "sqlite://{}",
-        server.dirs.data().join("rampart.db").display()
-    );
+    let url = format!("sqlite://{}", server.dirs.data().join("rampart.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open db");
     sqlx::query(sql).execute(&pool).await.expect("update");
     pool.close().await;
@@ -308,33 +215,14 @@ async fn idle_expired_and_revoked_tokens_are_refused() {
     let server = Server::start();
     let idle = server.user("member").await;
     let client = server.client();
-    let me = |user: &crate::support::User| {
-        client
-            .get(server.url("/api/v1/users/me"))
-            .headers(user.bearer())
-            .send()
-    };
+    let me = |user: &crate::support::User| client.get(server.url("/api/v1/users/me")).headers(user.bearer()).send();
     assert_eq!(me(&idle).await.expect("me").status(), 200);
     // Idle past the timeout.
-    set_session_times(
-        &server,
-        &format!(
-            "UPDATE sessions SET last_seen_at = 0 WHERE user_id = '{}'",
-            idle.id
-        ),
-    )
-    .await;
+    set_session_times(&server, &format!("UPDATE sessions SET last_seen_at = 0 WHERE user_id = '{}'", idle.id)).await;
     expect_error(me(&idle).await.expect("me"), 401, "unauthenticated").await;
     // Past the absolute lifetime, however recently used.
     let old = server.user("member").await;
-    set_session_times(
-        &server,
-        &format!(
-            "UPDATE sessions SET expires_at = 1 WHERE user_id = '{}'",
-            old.id
-        ),
-    )
-    .await;
+    set_session_times(&server, &format!("UPDATE sessions SET expires_at = 1 WHERE user_id = '{}'", old.id)).await;
     expect_error(me(&old).await.expect("me"), 401, "unauthenticated").await;
     // Revoked from another session of the same user.
     let victim = server.user("member").await;
@@ -348,10 +236,7 @@ async fn idle_expired_and_revoked_tokens_are_refused() {
         .json()
         .await
         .expect("json");
-    let first_id = sessions
-        .iter()
-        .find(|s| s["current"] == false)
-        .expect("the other session")["id"]
+    let first_id = sessions.iter().find(|s| s["current"] == false).expect("the other session")["id"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -395,11 +280,7 @@ async fn cookie_requests_that_change_state_need_a_same_origin_origin() {
         .expect("login");
     assert_eq!(login.status(), 200);
     // No Origin, and a foreign Origin: refused.
-    let none = browser
-        .post(server.url("/api/v1/auth/logout"))
-        .send()
-        .await
-        .expect("logout");
+    let none = browser.post(server.url("/api/v1/auth/logout")).send().await.expect("logout");
     expect_error(none, 403, "cross_origin_request").await;
     let evil = browser
         .post(server.url("/api/v1/auth/logout"))
@@ -419,30 +300,13 @@ async fn cookie_requests_that_change_state_need_a_same_origin_origin() {
         .expect("login");
     expect_error(evil_login, 403, "cross_origin_request").await;
     // Reads need no Origin; bearer requests need none either.
-    assert_eq!(
-        browser
-            .get(server.url("/api/v1/users/me"))
-            .send()
-            .await
-            .expect("me")
-            .status(),
-        200
-    );
-    let bearer = server
-        .client()
-        .post(server.url("/api/v1/auth/logout"))
-        .headers(user.bearer())
-        .send()
-        .await
-        .expect("logout");
+    assert_eq!(browser.get(server.url("/api/v1/users/me")).send().await.expect("me").status(), 200);
+    let bearer =
+        server.client().post(server.url("/api/v1/auth/logout")).headers(user.bearer()).send().await.expect("logout");
     assert_eq!(bearer.status(), 204);
     // Same origin: accepted.
-    let ok = browser
-        .post(server.url("/api/v1/auth/logout"))
-        .header("origin", server.origin())
-        .send()
-        .await
-        .expect("logout");
+    let ok =
+        browser.post(server.url("/api/v1/auth/logout")).header("origin", server.origin()).send().await.expect("logout");
     assert_eq!(ok.status(), 204);
 }
 
@@ -460,13 +324,7 @@ async fn a_login_carrying_a_session_cookie_ends_that_session() {
         .await
         .expect("login");
     assert_eq!(login.status(), 200);
-    let old = server
-        .client()
-        .get(server.url("/api/v1/users/me"))
-        .headers(user.bearer())
-        .send()
-        .await
-        .expect("me");
+    let old = server.client().get(server.url("/api/v1/users/me")).headers(user.bearer()).send().await.expect("me");
     expect_error(old, 401, "unauthenticated").await;
 }
 
@@ -482,91 +340,39 @@ async fn enrollment_rules_and_one_time_invitations() {
     };
     let token = server.invite("member");
     // Policy: too short, common, containing the username.
+    expect_error(enroll(token.clone(), unique("p"), "short").await.expect("enroll"), 400, "weak_password").await;
+    expect_error(enroll(token.clone(), unique("p"), "Password1234!").await.expect("enroll"), 400, "weak_password")
+        .await;
     expect_error(
-        enroll(token.clone(), unique("p"), "short")
-            .await
-            .expect("enroll"),
+        enroll(token.clone(), "sampleuser".into(), "sampleuser and more words").await.expect("enroll"),
         400,
         "weak_password",
     )
     .await;
-    expect_error(
-        enroll(token.clone(), unique("p"), "Password1234!")
-            .await
-            .expect("enroll"),
-        400,
-        "weak_password",
-    )
-    .await;
-    expect_error(
-        enroll(
-            token.clone(),
-            "sampleuser".into(),
-            "sampleuser and more words",
-        )
-        .await
-        .expect("enroll"),
-        400,
-        "weak_password",
-    )
-    .await;
-    expect_error(
-        enroll(token.clone(), "bad name!".into(), PASSWORD)
-            .await
-            .expect("enroll"),
-        400,
-        "invalid_input",
-    )
-    .await;
+    expect_error(enroll(token.clone(), "bad name!".into(), PASSWORD).await.expect("enroll"), 400, "invalid_input")
+        .await;
     // The invitation survived the refusals; now ten concurrent uses: exactly one wins.
     let attempts = (0..10).map(|i| enroll(token.clone(), format!("racer{i}"), PASSWORD));
     let results = futures_join_all(attempts).await;
     let created = results.iter().filter(|s| **s == 201).count();
     assert_eq!(created, 1, "{results:?}");
-    assert!(
-        results.iter().all(|s| *s == 201 || *s == 400),
-        "{results:?}"
-    );
-    expect_error(
-        enroll(token, unique("late"), PASSWORD)
-            .await
-            .expect("enroll"),
-        400,
-        "invalid_invitation",
-    )
-    .await;
-    let bogus = enroll("x".repeat(43), unique("bogus"), PASSWORD)
-        .await
-        .expect("enroll");
+    assert!(results.iter().all(|s| *s == 201 || *s == 400), "{results:?}");
+    expect_error(enroll(token, unique("late"), PASSWORD).await.expect("enroll"), 400, "invalid_invitation").await;
+    let bogus = enroll("x".repeat(43), unique("bogus"), PASSWORD).await.expect("enroll");
     expect_error(bogus, 400, "invalid_invitation").await;
     // Usernames are one namespace, case-insensitively.
     let taken = server.user("member").await;
-    let clash = enroll(
-        server.invite("member"),
-        taken.username.to_uppercase(),
-        PASSWORD,
-    )
-    .await
-    .expect("enroll");
+    let clash = enroll(server.invite("member"), taken.username.to_uppercase(), PASSWORD).await.expect("enroll");
     expect_error(clash, 409, "conflict").await;
 }
 
-async fn futures_join_all<
-    F: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
->(
+async fn futures_join_all<F: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static>(
     futures: impl Iterator<Item = F>,
 ) -> Vec<u16> {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     let mut statuses = Vec::new();
     for handle in handles {
-        statuses.push(
-            handle
-                .await
-                .expect("join")
-                .expect("request")
-                .status()
-                .as_u16(),
-        );
+        statuses.push(handle.await.expect("join").expect("request").status().as_u16());
     }
     statuses
 }
@@ -579,10 +385,7 @@ async fn directory_search_finds_people_and_is_closed_to_guests() {
     let guest = server.user("guest").await;
     let client = server.client();
     let found: Vec<Value> = client
-        .get(server.url(&format!(
-            "/api/v1/users?q={}",
-            &other.username[..other.username.len() - 2]
-        )))
+        .get(server.url(&format!("/api/v1/users?q={}", &other.username[..other.username.len() - 2])))
         .headers(member.bearer())
         .send()
         .await
@@ -591,9 +394,7 @@ async fn directory_search_finds_people_and_is_closed_to_guests() {
         .await
         .expect("json");
     assert!(found.iter().any(|u| u["id"] == other.id.as_str()));
-    assert!(found
-        .iter()
-        .all(|u| u.get("role").is_none() && u.get("password_hash").is_none()));
+    assert!(found.iter().all(|u| u.get("role").is_none() && u.get("password_hash").is_none()));
     let wildcard: Vec<Value> = client
         .get(server.url("/api/v1/users?q=%25"))
         .headers(member.bearer())
@@ -604,11 +405,6 @@ async fn directory_search_finds_people_and_is_closed_to_guests() {
         .await
         .expect("json");
     assert!(wildcard.is_empty(), "a % is matched literally");
-    let denied = client
-        .get(server.url("/api/v1/users?q=a"))
-        .headers(guest.bearer())
-        .send()
-        .await
-        .expect("search");
+    let denied = client.get(server.url("/api/v1/users?q=a")).headers(guest.bearer()).send().await.expect("search");
     expect_error(denied, 403, "forbidden").await;
 }

@@ -54,9 +54,7 @@ async fn who_may_invite_whom() {
             assert_eq!(body["token"].as_str().map(str::len), Some(43));
             assert!(body["expires_at"].as_str().is_some());
             // The invitation works, and grants exactly the role.
-            let user = server
-                .enroll_with(body["token"].as_str().expect("token"), role)
-                .await;
+            let user = server.enroll_with(body["token"].as_str().expect("token"), role).await;
             let me: Value = server
                 .client()
                 .get(server.url("/api/v1/users/me"))
@@ -94,138 +92,48 @@ async fn role_changes_follow_the_table_and_keep_the_last_owner() {
     let other = server.user("member").await;
 
     // Members cannot administer at all.
-    expect_error(
-        patch_user(&server, &member, &other.id, json!({ "role": "guest" })).await,
-        403,
-        "forbidden",
-    )
-    .await;
-    let list = server
-        .client()
-        .get(server.url("/api/v1/admin/users"))
-        .headers(member.bearer())
-        .send()
-        .await
-        .expect("list");
+    expect_error(patch_user(&server, &member, &other.id, json!({ "role": "guest" })).await, 403, "forbidden").await;
+    let list =
+        server.client().get(server.url("/api/v1/admin/users")).headers(member.bearer()).send().await.expect("list");
     expect_error(list, 403, "forbidden").await;
     // Nobody raises their own role.
-    expect_error(
-        patch_user(&server, &member, &member.id, json!({ "role": "admin" })).await,
-        403,
-        "forbidden",
-    )
-    .await;
-    expect_error(
-        patch_user(&server, &admin, &admin.id, json!({ "role": "owner" })).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    expect_error(patch_user(&server, &member, &member.id, json!({ "role": "admin" })).await, 403, "forbidden").await;
+    expect_error(patch_user(&server, &admin, &admin.id, json!({ "role": "owner" })).await, 403, "forbidden").await;
     // Admins manage members and guests, not admins.
-    assert_eq!(
-        patch_user(&server, &admin, &other.id, json!({ "role": "guest" }))
-            .await
-            .status(),
-        200
-    );
-    expect_error(
-        patch_user(&server, &admin, &other.id, json!({ "role": "admin" })).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    assert_eq!(patch_user(&server, &admin, &other.id, json!({ "role": "guest" })).await.status(), 200);
+    expect_error(patch_user(&server, &admin, &other.id, json!({ "role": "admin" })).await, 403, "forbidden").await;
     // Only an owner makes or unmakes admins; the change takes effect on the next request.
     let promoted = patch_user(&server, &owner, &member.id, json!({ "role": "admin" })).await;
     assert_eq!(promoted.status(), 200);
     let body: Value = promoted.json().await.expect("json");
     assert_eq!(body["role"], "admin");
-    let list = server
-        .client()
-        .get(server.url("/api/v1/admin/users"))
-        .headers(member.bearer())
-        .send()
-        .await
-        .expect("list");
+    let list =
+        server.client().get(server.url("/api/v1/admin/users")).headers(member.bearer()).send().await.expect("list");
     assert_eq!(list.status(), 200);
     let users: Vec<Value> = list.json().await.expect("json");
     assert!(users.iter().all(|u| u.get("password_hash").is_none()));
-    for key in [
-        "id",
-        "username",
-        "display_name",
-        "role",
-        "disabled",
-        "mfa_enabled",
-        "last_login_at",
-    ] {
+    for key in ["id", "username", "display_name", "role", "disabled", "mfa_enabled", "last_login_at"] {
         assert!(users[0].get(key).is_some(), "user lacks {key}");
     }
-    assert_eq!(
-        patch_user(&server, &owner, &member.id, json!({ "role": "member" }))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(patch_user(&server, &owner, &member.id, json!({ "role": "member" })).await.status(), 200);
     // The last owner can be neither demoted nor disabled, even by themselves.
-    expect_error(
-        patch_user(&server, &owner, &owner.id, json!({ "role": "admin" })).await,
-        403,
-        "last_owner",
-    )
-    .await;
-    expect_error(
-        patch_user(&server, &owner, &owner.id, json!({ "disabled": true })).await,
-        403,
-        "last_owner",
-    )
-    .await;
+    expect_error(patch_user(&server, &owner, &owner.id, json!({ "role": "admin" })).await, 403, "last_owner").await;
+    expect_error(patch_user(&server, &owner, &owner.id, json!({ "disabled": true })).await, 403, "last_owner").await;
     // With a second owner, the first may step down.
     let second = server.user("owner").await;
-    assert_eq!(
-        patch_user(&server, &second, &owner.id, json!({ "role": "admin" }))
-            .await
-            .status(),
-        200
-    );
-    expect_error(
-        patch_user(&server, &second, &second.id, json!({ "role": "member" })).await,
-        403,
-        "last_owner",
-    )
-    .await;
+    assert_eq!(patch_user(&server, &second, &owner.id, json!({ "role": "admin" })).await.status(), 200);
+    expect_error(patch_user(&server, &second, &second.id, json!({ "role": "member" })).await, 403, "last_owner").await;
     // Unknown and malformed ids are "not found"; an empty patch is invalid.
     expect_error(
-        patch_user(
-            &server,
-            &second,
-            "00000000-0000-4000-8000-000000000000",
-            json!({ "role": "guest" }),
-        )
-        .await,
+        patch_user(&server, &second, "00000000-0000-4000-8000-000000000000", json!({ "role": "guest" })).await,
         404,
         "not_found",
     )
     .await;
+    expect_error(patch_user(&server, &second, "../../etc", json!({ "role": "guest" })).await, 404, "not_found").await;
+    expect_error(patch_user(&server, &second, &other.id, json!({})).await, 400, "invalid_input").await;
     expect_error(
-        patch_user(&server, &second, "../../etc", json!({ "role": "guest" })).await,
-        404,
-        "not_found",
-    )
-    .await;
-    expect_error(
-        patch_user(&server, &second, &other.id, json!({})).await,
-        400,
-        "invalid_input",
-    )
-    .await;
-    expect_error(
-        patch_user(
-            &server,
-            &second,
-            &other.id,
-            json!({ "role": "member", "admin": true }),
-        )
-        .await,
+        patch_user(&server, &second, &other.id, json!({ "role": "member", "admin": true })).await,
         400,
         "unknown_field",
     )
@@ -237,20 +145,9 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
     let server = Server::start();
     let admin = server.user("admin").await;
     let member = server.user("member").await;
-    let me = || {
-        server
-            .client()
-            .get(server.url("/api/v1/users/me"))
-            .headers(member.bearer())
-            .send()
-    };
+    let me = || server.client().get(server.url("/api/v1/users/me")).headers(member.bearer()).send();
     assert_eq!(me().await.expect("me").status(), 200);
-    assert_eq!(
-        patch_user(&server, &admin, &member.id, json!({ "disabled": true }))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(patch_user(&server, &admin, &member.id, json!({ "disabled": true })).await.status(), 200);
     expect_error(me().await.expect("me"), 401, "unauthenticated").await;
     let login = server
         .client()
@@ -261,15 +158,8 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
         .expect("login");
     expect_error(login, 401, "invalid_credentials").await;
     // Enabled again, they can sign in; then an admin ends their sessions without disabling.
-    assert_eq!(
-        patch_user(&server, &admin, &member.id, json!({ "disabled": false }))
-            .await
-            .status(),
-        200
-    );
-    let token = server
-        .login_token(&member.username, crate::support::PASSWORD)
-        .await;
+    assert_eq!(patch_user(&server, &admin, &member.id, json!({ "disabled": false })).await.status(), 200);
+    let token = server.login_token(&member.username, crate::support::PASSWORD).await;
     let end = server
         .client()
         .delete(server.url(&format!("/api/v1/admin/users/{}/sessions", member.id)))
@@ -288,18 +178,8 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
     expect_error(after, 401, "unauthenticated").await;
     // Admins cannot disable admins or end an owner's sessions.
     let other_admin = server.user("admin").await;
-    expect_error(
-        patch_user(
-            &server,
-            &admin,
-            &other_admin.id,
-            json!({ "disabled": true }),
-        )
-        .await,
-        403,
-        "forbidden",
-    )
-    .await;
+    expect_error(patch_user(&server, &admin, &other_admin.id, json!({ "disabled": true })).await, 403, "forbidden")
+        .await;
 
     let audit: Vec<Value> = server
         .client()
@@ -311,24 +191,13 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
         .json()
         .await
         .expect("json");
-    for action in [
-        "admin.user.disabled",
-        "admin.user.enabled",
-        "admin.user.sessions_revoked",
-        "auth.login",
-        "auth.enroll",
-    ] {
-        assert!(
-            audit.iter().any(|r| r["action"] == action),
-            "no audit record for {action}"
-        );
+    for action in
+        ["admin.user.disabled", "admin.user.enabled", "admin.user.sessions_revoked", "auth.login", "auth.enroll"]
+    {
+        assert!(audit.iter().any(|r| r["action"] == action), "no audit record for {action}");
     }
-    let denied = audit
-        .iter()
-        .find(|r| r["action"] == "admin.user.update" && r["outcome"] == "denied")
-        .expect("denied record");
+    let denied =
+        audit.iter().find(|r| r["action"] == "admin.user.update" && r["outcome"] == "denied").expect("denied record");
     assert_eq!(denied["actor"], admin.id.as_str());
-    assert!(audit
-        .windows(2)
-        .all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
+    assert!(audit.windows(2).all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
 }

@@ -13,26 +13,12 @@ use crate::support::{Dirs, Server, BIN, PASSWORD};
 async fn first_start_writes_a_private_enrollment_link_that_enrolls_the_owner() {
     let server = Server::start();
     let file = server.dirs.keys().join("owner-enrollment.txt");
-    let mode = std::fs::metadata(&file)
-        .expect("enrollment file")
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(&file).expect("enrollment file").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let key_dir_mode = std::fs::metadata(server.dirs.keys())
-        .expect("key dir")
-        .permissions()
-        .mode()
-        & 0o777;
+    let key_dir_mode = std::fs::metadata(server.dirs.keys()).expect("key dir").permissions().mode() & 0o777;
     assert_eq!(key_dir_mode, 0o700);
     let text = std::fs::read_to_string(&file).expect("read");
-    let token = text
-        .split("token=")
-        .nth(1)
-        .expect("link")
-        .chars()
-        .take(43)
-        .collect::<String>();
+    let token = text.split("token=").nth(1).expect("link").chars().take(43).collect::<String>();
     assert!(text.contains(&format!("{}/enroll#token=", server.base)));
     // The log points at the file and never holds the link itself.
     let log = server.log_text();
@@ -41,16 +27,9 @@ async fn first_start_writes_a_private_enrollment_link_that_enrolls_the_owner() {
     assert!(log.contains("DEVELOPMENT CERTIFICATE"));
     let client = server.client();
     // The link opens a page served by the server itself, with no inline script.
-    let page = client
-        .get(server.url("/enroll"))
-        .send()
-        .await
-        .expect("page");
+    let page = client.get(server.url("/enroll")).send().await.expect("page");
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"]
-        .to_str()
-        .expect("type")
-        .starts_with("text/html"));
+    assert!(page.headers()["content-type"].to_str().expect("type").starts_with("text/html"));
     let html = page.text().await.expect("html");
     assert!(html.contains("src=\"/assets/enroll.js\"") && !html.contains("<script>"));
     let enroll = client
@@ -75,18 +54,13 @@ async fn invite_prints_only_the_token() {
     let server = Server::start();
     let token = server.invite("member");
     assert_eq!(token.len(), 43);
-    assert!(token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     server.enroll_with(&token, "member").await;
 }
 
 fn run(args: &[&str]) -> (i32, String) {
     let output = Command::new(BIN).args(args).output().expect("run");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-    )
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).trim().to_owned())
 }
 
 #[test]
@@ -110,18 +84,11 @@ fn unsafe_key_permissions_and_bad_config_are_refused_with_one_line() {
     ];
     let (code, stderr) = run(&base);
     assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains("chmod 700") && stderr.lines().count() == 1,
-        "{stderr}"
-    );
+    assert!(stderr.contains("chmod 700") && stderr.lines().count() == 1, "{stderr}");
 
     std::fs::set_permissions(dirs.keys(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
     std::fs::write(dirs.keys().join("stray.pem"), "x").expect("write");
-    std::fs::set_permissions(
-        dirs.keys().join("stray.pem"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(dirs.keys().join("stray.pem"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let (code, stderr) = run(&base);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
@@ -130,10 +97,7 @@ fn unsafe_key_permissions_and_bad_config_are_refused_with_one_line() {
     std::fs::write(&bad, "[limits]\nbody_bytes_max = 5\n").expect("write");
     let (code, stderr) = run(&["serve", "--config", bad.to_str().expect("path")]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("limits.body_bytes_max") && stderr.lines().count() == 1,
-        "{stderr}"
-    );
+    assert!(stderr.contains("limits.body_bytes_max") && stderr.lines().count() == 1, "{stderr}");
 
     std::fs::write(&bad, "listen_port = 5\n").expect("write");
     let (code, stderr) = run(&["serve", "--config", bad.to_str().expect("path")]);

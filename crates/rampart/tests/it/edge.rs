@@ -23,98 +23,41 @@ async fn malformed_oversized_and_unknown_field_bodies_get_clear_json_errors() {
         request.send()
     };
     let json_ct = Some("application/json");
-    expect_error(
-        raw("{not json".into(), json_ct).await.expect("send"),
-        400,
-        "invalid_json",
-    )
-    .await;
-    expect_error(
-        raw("".into(), json_ct).await.expect("send"),
-        400,
-        "invalid_json",
-    )
-    .await;
-    let unknown = raw(
-        json!({ "username": "a", "password": "b", "admin": true }).to_string(),
-        json_ct,
-    )
-    .await
-    .expect("send");
+    expect_error(raw("{not json".into(), json_ct).await.expect("send"), 400, "invalid_json").await;
+    expect_error(raw("".into(), json_ct).await.expect("send"), 400, "invalid_json").await;
+    let unknown =
+        raw(json!({ "username": "a", "password": "b", "admin": true }).to_string(), json_ct).await.expect("send");
     let body = expect_error(unknown, 400, "unknown_field").await;
-    assert!(body["error"]["message"]
-        .as_str()
-        .expect("message")
-        .contains("admin"));
-    expect_error(
-        raw(json!({ "username": "a" }).to_string(), json_ct)
-            .await
-            .expect("send"),
-        400,
-        "invalid_input",
-    )
-    .await;
+    assert!(body["error"]["message"].as_str().expect("message").contains("admin"));
+    expect_error(raw(json!({ "username": "a" }).to_string(), json_ct).await.expect("send"), 400, "invalid_input").await;
     // A wrongly typed password is refused without echoing it back.
-    let typed = raw(
-        json!({ "username": "a", "password": 123456789 }).to_string(),
-        json_ct,
-    )
-    .await
-    .expect("send");
+    let typed = raw(json!({ "username": "a", "password": 123456789 }).to_string(), json_ct).await.expect("send");
     let body = expect_error(typed, 400, "invalid_input").await;
     assert!(!body.to_string().contains("123456789"));
     expect_error(
-        raw(
-            json!({ "username": "a", "password": "b" }).to_string(),
-            Some("text/plain"),
-        )
-        .await
-        .expect("send"),
+        raw(json!({ "username": "a", "password": "b" }).to_string(), Some("text/plain")).await.expect("send"),
         415,
         "unsupported_media_type",
     )
     .await;
     expect_error(
-        raw(
-            json!({ "username": "a", "password": "b" }).to_string(),
-            None,
-        )
-        .await
-        .expect("send"),
+        raw(json!({ "username": "a", "password": "b" }).to_string(), None).await.expect("send"),
         415,
         "unsupported_media_type",
     )
     .await;
     let huge = json!({ "username": "a", "password": "x".repeat(200 * 1024) }).to_string();
-    expect_error(
-        raw(huge, json_ct).await.expect("send"),
-        413,
-        "payload_too_large",
-    )
-    .await;
+    expect_error(raw(huge, json_ct).await.expect("send"), 413, "payload_too_large").await;
     // A password over 256 characters never reaches the hasher.
-    let long = raw(
-        json!({ "username": "a", "password": "x".repeat(300) }).to_string(),
-        json_ct,
-    )
-    .await
-    .expect("send");
+    let long = raw(json!({ "username": "a", "password": "x".repeat(300) }).to_string(), json_ct).await.expect("send");
     expect_error(long, 400, "invalid_input").await;
     // A malformed query string gets the same error shape.
     let owner = server.user("owner").await;
-    let query = client
-        .get(server.url("/api/v1/admin/audit?limit=abc"))
-        .headers(owner.bearer())
-        .send()
-        .await
-        .expect("send");
+    let query =
+        client.get(server.url("/api/v1/admin/audit?limit=abc")).headers(owner.bearer()).send().await.expect("send");
     expect_error(query, 400, "invalid_input").await;
-    let limit = client
-        .get(server.url("/api/v1/admin/audit?limit=5000"))
-        .headers(owner.bearer())
-        .send()
-        .await
-        .expect("send");
+    let limit =
+        client.get(server.url("/api/v1/admin/audit?limit=5000")).headers(owner.bearer()).send().await.expect("send");
     expect_error(limit, 400, "invalid_input").await;
 }
 
@@ -128,69 +71,38 @@ async fn every_response_carries_the_security_headers() {
         client.get(server.url("/readyz")),
         client.get(server.url("/no/such/page")),
         client.get(server.url("/api/v1/users/me")),
-        client
-            .get(server.url("/api/v1/users/me"))
-            .headers(owner.bearer()),
+        client.get(server.url("/api/v1/users/me")).headers(owner.bearer()),
         client.post(server.url("/api/v1/auth/login")).body("junk"),
-        client
-            .delete(server.url("/api/v1/users/me"))
-            .headers(owner.bearer()),
+        client.delete(server.url("/api/v1/users/me")).headers(owner.bearer()),
         client.request(reqwest::Method::TRACE, server.url("/healthz")),
         client.request(reqwest::Method::TRACE, server.url("/api/v1/users/me")),
-        client
-            .get(server.url("/api/v1/admin/users"))
-            .headers(owner.bearer()),
+        client.get(server.url("/api/v1/admin/users")).headers(owner.bearer()),
     ];
     for request in requests {
         let response = request.send().await.expect("send");
         let path = response.url().path().to_owned();
         let status = response.status();
         let headers = response.headers().clone();
-        let get = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let hsts = get("strict-transport-security");
-        let max_age: u64 = hsts
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("max-age="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        assert!(
-            max_age >= 31_536_000 && hsts.contains("includeSubDomains"),
-            "{path} {status}: {hsts}"
-        );
+        let max_age: u64 =
+            hsts.split(';').find_map(|p| p.trim().strip_prefix("max-age=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert!(max_age >= 31_536_000 && hsts.contains("includeSubDomains"), "{path} {status}: {hsts}");
         assert_eq!(get("x-content-type-options"), "nosniff", "{path}");
         assert_eq!(get("referrer-policy"), "no-referrer", "{path}");
         let csp = get("content-security-policy");
-        for needle in [
-            "frame-ancestors 'none'",
-            "object-src 'none'",
-            "base-uri 'none'",
-        ] {
+        for needle in ["frame-ancestors 'none'", "object-src 'none'", "base-uri 'none'"] {
             assert!(csp.contains(needle), "{path}: {csp}");
         }
-        assert!(
-            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
-            "{path}: {csp}"
-        );
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
         assert!(headers.get("server").is_none(), "{path}: no server banner");
         assert!(headers.get("x-request-id").is_some(), "{path}: request id");
         if path.starts_with("/api/") {
             assert_eq!(get("cache-control"), "no-store", "{path}");
         }
-        assert!(
-            headers.get("access-control-allow-origin").is_none(),
-            "{path}: no CORS"
-        );
+        assert!(headers.get("access-control-allow-origin").is_none(), "{path}: no CORS");
         if status.is_client_error() || status.is_server_error() {
-            assert!(
-                get("content-type").starts_with("application/json"),
-                "{path} {status}"
-            );
+            assert!(get("content-type").starts_with("application/json"), "{path} {status}");
         }
         if path == "/healthz" && status == 405 {
             let body: serde_json::Value = response.json().await.expect("json");
@@ -218,10 +130,7 @@ async fn plain_http_redirects_pages_to_the_public_origin_and_refuses_the_api() {
         .await
         .expect("page");
     assert_eq!(page.status(), 308);
-    assert_eq!(
-        page.headers().get("location").expect("location"),
-        "https://chat.example.test/channels?x=1"
-    );
+    assert_eq!(page.headers().get("location").expect("location"), "https://chat.example.test/channels?x=1");
     let api = plain
         .post(format!("http://127.0.0.1:{http_port}/api/v1/auth/login"))
         .json(&json!({ "username": "a", "password": "b" }))
@@ -236,9 +145,7 @@ async fn plain_http_redirects_pages_to_the_public_origin_and_refuses_the_api() {
 async fn tls_connect(server: &Server) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let config = crate::support::rustls_client(&[server.ca_pem()], &[&rustls::version::TLS13]);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .expect("tcp");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.expect("tcp");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     connector.connect(name, tcp).await.expect("tls")
 }
@@ -250,47 +157,24 @@ async fn idle_connections_are_closed_and_per_ip_connections_are_capped() {
     // An idle keep-alive connection (here one that never sends a request) is closed.
     let mut idle = tls_connect(&server).await;
     let mut buffer = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buffer))
-        .await
-        .expect("closed in time");
-    assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "the server closed the idle connection"
-    );
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buffer)).await.expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "the server closed the idle connection");
     // Three connections are allowed; the fourth is closed at once.
     let mut open = Vec::new();
     for _ in 0..3 {
         let mut stream = tls_connect(&server).await;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
-            .await
-            .expect("write");
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n").await.expect("write");
         let n = stream.read(&mut buffer).await.expect("read");
         assert!(n > 0);
         open.push(stream);
     }
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .expect("tcp");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.expect("tcp");
     let config = crate::support::rustls_client(&[server.ca_pem()], &[&rustls::version::TLS13]);
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let refused = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await;
-    assert!(
-        refused.is_err(),
-        "a fourth connection from one IP is refused"
-    );
+    let refused = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await;
+    assert!(refused.is_err(), "a fourth connection from one IP is refused");
     drop(open);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let client = client_trusting(&[server.ca_pem()], false);
-    assert_eq!(
-        client
-            .get(server.url("/healthz"))
-            .send()
-            .await
-            .expect("after")
-            .status(),
-        200
-    );
+    assert_eq!(client.get(server.url("/healthz")).send().await.expect("after").status(), 200);
 }

@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod cli;
 mod edge;
+mod messaging;
 mod support;
 mod tidy;
 mod tls;

@@ -28,9 +28,7 @@ pub struct Dirs {
 
 impl Dirs {
     pub fn new() -> Self {
-        Self {
-            root: tempfile::tempdir().expect("temp dir"),
-        }
+        Self { root: tempfile::tempdir().expect("temp dir") }
     }
     pub fn data(&self) -> PathBuf {
         self.root.path().join("data")
@@ -102,14 +100,7 @@ impl Server {
             let _ = child.kill();
             panic!("server did not start; log:\n{}", log.lock().expect("log"));
         }
-        Server {
-            child,
-            port,
-            base: format!("https://localhost:{port}"),
-            log,
-            dirs,
-            config,
-        }
+        Server { child, port, base: format!("https://localhost:{port}"), log, dirs, config }
     }
 
     pub fn start() -> Server {
@@ -130,10 +121,7 @@ impl Server {
 
     /// Stops the server with SIGTERM-equivalent (kill) and waits.
     pub fn stop(mut self) -> Arc<Dirs> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -170,15 +158,8 @@ impl Server {
             .arg(role)
             .output()
             .expect("run invite");
-        assert!(
-            output.status.success(),
-            "invite failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
-            .expect("utf8")
-            .trim()
-            .to_owned()
+        assert!(output.status.success(), "invite failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf8").trim().to_owned()
     }
 
     /// Enrolls a user with a fresh name through an invitation for `role` and logs in (token mode).
@@ -196,20 +177,11 @@ impl Server {
             .send()
             .await
             .expect("enroll");
-        assert_eq!(
-            response.status(),
-            201,
-            "enroll: {}",
-            response.text().await.unwrap_or_default()
-        );
+        assert_eq!(response.status(), 201, "enroll: {}", response.text().await.unwrap_or_default());
         let body: Value = response.json().await.expect("json");
         let id = body["user"]["id"].as_str().expect("id").to_owned();
         let token = self.login_token(&username, PASSWORD).await;
-        User {
-            id,
-            username,
-            token,
-        }
+        User { id, username, token }
     }
 
     pub async fn login_token(&self, username: &str, password: &str) -> String {
@@ -220,12 +192,7 @@ impl Server {
             .send()
             .await
             .expect("login");
-        assert_eq!(
-            response.status(),
-            200,
-            "login: {}",
-            response.text().await.unwrap_or_default()
-        );
+        assert_eq!(response.status(), 200, "login: {}", response.text().await.unwrap_or_default());
         let body: Value = response.json().await.expect("json");
         body["token"].as_str().expect("token").to_owned()
     }
@@ -248,10 +215,7 @@ pub struct User {
 impl User {
     pub fn bearer(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {}", self.token)).expect("header"),
-        );
+        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {}", self.token)).expect("header"));
         headers
     }
 }
@@ -259,18 +223,13 @@ impl User {
 pub fn unique(prefix: &str) -> String {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}{n}x{:x}", nanos % 0xffff)
 }
 
 /// A rustls client config trusting exactly `cas`, for the given protocol versions.
-pub fn rustls_client(
-    cas: &[Vec<u8>],
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> rustls::ClientConfig {
+pub fn rustls_client(cas: &[Vec<u8>], versions: &[&'static rustls::SupportedProtocolVersion]) -> rustls::ClientConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -303,25 +262,155 @@ pub fn client_trusting(cas: &[Vec<u8>], cookies: bool) -> reqwest::Client {
 /// Asserts the API.md error format with the given status and code, and returns the body.
 pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
     let actual = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let text = response.text().await.expect("body");
     assert_eq!(actual, status, "status for {text}");
-    assert!(
-        content_type.starts_with("application/json"),
-        "content type {content_type} for {text}"
-    );
+    assert!(content_type.starts_with("application/json"), "content type {content_type} for {text}");
     let body: Value = serde_json::from_str(&text).expect("json error body");
     assert_eq!(body["error"]["code"], code, "{text}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{text}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
     body
+}
+
+/// A WebSocket client over real TLS (HTTP/1.1), speaking the frames of API.md.
+pub struct Ws {
+    stream: tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+}
+
+/// How long a test waits for an expected frame.
+pub const FRAME_WAIT: Duration = Duration::from_secs(10);
+
+impl Server {
+    /// Opens `/api/v1/events` with optional extra headers (Origin, Cookie, Authorization).
+    pub async fn ws_with(&self, headers: &[(&str, String)]) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut config = rustls_client(&[self.ca_pem()], &[&rustls::version::TLS13]);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.expect("tcp");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = connector.connect(name, tcp).await.expect("tls");
+        let mut request =
+            format!("wss://localhost:{}/api/v1/events", self.port).into_client_request().expect("request");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                reqwest::header::HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        let (stream, _) = tokio_tungstenite::client_async(request, tls).await?;
+        Ok(Ws { stream })
+    }
+
+    /// Connects and authenticates with a first `auth` frame; returns the socket and `ready`.
+    pub async fn ws(&self, user: &User) -> (Ws, Value) {
+        let mut ws = self.ws_with(&[("origin", self.origin())]).await.expect("connect");
+        ws.send(json!({ "type": "auth", "token": user.token })).await;
+        let ready = ws.expect("ready").await;
+        (ws, ready)
+    }
+}
+
+impl Ws {
+    pub async fn send(&mut self, frame: Value) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into()))
+            .await
+            .expect("send frame");
+    }
+
+    pub async fn send_raw(
+        &mut self,
+        message: tokio_tungstenite::tungstenite::Message,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        use futures_util::SinkExt;
+        self.stream.send(message).await
+    }
+
+    /// The next JSON text frame within `wait`, skipping pings; `None` on timeout or close.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
+            match message {
+                Message::Text(text) => return Some(serde_json::from_str(text.as_str()).expect("JSON frame")),
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame, which must have `type` = `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.next_within(FRAME_WAIT).await.unwrap_or_else(|| panic!("no {kind} frame"));
+        assert_eq!(frame["type"], kind, "{frame}");
+        frame
+    }
+
+    /// The next `event` frame whose kind is `kind`, skipping other frames (typing, other kinds).
+    pub async fn expect_event(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next_within(FRAME_WAIT).await.unwrap_or_else(|| panic!("no {kind} event"));
+            if frame["type"] == "event" && frame["kind"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Whether the server closed the connection within `wait` (frames before the close are
+    /// returned).
+    pub async fn drain_until_closed(&mut self, wait: Duration) -> (Vec<Value>, bool) {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut frames = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return (frames, false),
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return (frames, true),
+                Ok(Some(Ok(Message::Text(text)))) => frames.push(serde_json::from_str(text.as_str()).expect("json")),
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+/// JSON helpers for the messaging API.
+impl Server {
+    pub async fn post_json(&self, user: &User, path: &str, body: Value) -> reqwest::Response {
+        self.client().post(self.url(path)).headers(user.bearer()).json(&body).send().await.expect("post")
+    }
+
+    pub async fn get_json(&self, user: &User, path: &str) -> reqwest::Response {
+        self.client().get(self.url(path)).headers(user.bearer()).send().await.expect("get")
+    }
+
+    /// Creates a channel and returns its id.
+    pub async fn channel(&self, user: &User, kind: &str) -> String {
+        let response = self.post_json(user, "/api/v1/channels", json!({ "name": unique("room"), "kind": kind })).await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
+        let body: Value = response.json().await.expect("json");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Sends a message and returns it.
+    pub async fn say(&self, user: &User, channel: &str, text: &str) -> Value {
+        let response =
+            self.post_json(user, &format!("/api/v1/channels/{channel}/messages"), json!({ "body": text })).await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
+        response.json().await.expect("json")
+    }
+
+    /// The server process's resident set size, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
 }

@@ -15,10 +15,7 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
 }
 
 fn workspace_crates() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("crates dir")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crates dir").to_owned()
 }
 
 #[test]
@@ -26,18 +23,9 @@ fn every_source_file_starts_with_a_module_doc() {
     let mut files = Vec::new();
     rust_files(&workspace_crates(), &mut files);
     assert!(files.len() > 20, "found the sources");
-    let missing: Vec<_> = files
-        .iter()
-        .filter(|path| {
-            !std::fs::read_to_string(path)
-                .expect("read")
-                .starts_with("//!")
-        })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "files without a leading //! doc: {missing:?}"
-    );
+    let missing: Vec<_> =
+        files.iter().filter(|path| !std::fs::read_to_string(path).expect("read").starts_with("//!")).collect();
+    assert!(missing.is_empty(), "files without a leading //! doc: {missing:?}");
 }
 
 #[test]
@@ -48,11 +36,7 @@ fn every_crate_root_forbids_unsafe_code() {
             let path = src.join(root);
             if path.exists() {
                 let text = std::fs::read_to_string(&path).expect("read");
-                assert!(
-                    text.contains("#![forbid(unsafe_code)]"),
-                    "{} lacks #![forbid(unsafe_code)]",
-                    path.display()
-                );
+                assert!(text.contains("#![forbid(unsafe_code)]"), "{} lacks #![forbid(unsafe_code)]", path.display());
             }
         }
     }

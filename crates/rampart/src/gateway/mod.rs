@@ -1,0 +1,86 @@
+//! The real-time gateway: `GET /api/v1/events` upgrades to a WebSocket after the `Origin` check;
+//! the connection authenticates by session cookie (or `Authorization` header) at the upgrade, or by
+//! a first `auth` frame within a deadline — never by a token in the URL.
+
+mod connection;
+pub mod hub;
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use rampart_app::{App, SessionEnded};
+use rampart_core::ErrorCode;
+use rampart_crypto::Token;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::http::error::ApiError;
+use crate::http::extract::cookie_token;
+use crate::http::{origin_is_allowed, AppState};
+use hub::Hub;
+
+/// The token a client presented at the upgrade: an `Authorization: Bearer` header, else the
+/// session cookie.
+fn presented_token(parts: &Parts) -> Option<Token> {
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    bearer.or_else(|| cookie_token(&parts.headers)).as_deref().and_then(Token::parse)
+}
+
+pub async fn connect(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    // Cross-site WebSocket hijacking: a browser always sends Origin; a foreign one is refused.
+    if !origin_is_allowed(&parts, &state, false) {
+        return ApiError::of(ErrorCode::CrossOriginRequest).into_response();
+    }
+    let upgrade =
+        match <WebSocketUpgrade as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state)
+            .await
+        {
+            Ok(upgrade) => upgrade,
+            Err(_) => {
+                return ApiError::new(ErrorCode::InvalidInput, "This endpoint takes a WebSocket upgrade.")
+                    .into_response()
+            }
+        };
+    let presented = presented_token(&parts);
+    let pre_auth = match presented {
+        Some(token) => match state.app.authenticate(&token).await {
+            Ok(auth) => Some((auth, token)),
+            Err(error) => return ApiError::from(error).into_response(),
+        },
+        None => None,
+    };
+    let limits = state.ws;
+    let context = connection::Context { app: state.app.clone(), hub: Arc::clone(&state.hub), limits };
+    upgrade
+        .read_buffer_size(limits.read_buffer_bytes)
+        .write_buffer_size(limits.write_buffer_bytes)
+        .max_write_buffer_size(limits.max_write_buffer_bytes)
+        .max_message_size(limits.frame_bytes_max)
+        .max_frame_size(limits.frame_bytes_max)
+        .on_upgrade(move |socket| connection::run(socket, context, pre_auth))
+}
+
+/// Relays "session ended" notices from the application to the hub, so live connections close
+/// when their session is revoked or their user disabled.
+pub fn spawn_session_listener(app: &App, hub: Arc<Hub>) {
+    let mut events = app.subscribe_session_events();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(SessionEnded::Session(id)) => hub.end_session(&id),
+                Ok(SessionEnded::AllOfUser(user)) => hub.recheck_user(&user),
+                Err(RecvError::Lagged(_)) => hub.recheck_all(),
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+}

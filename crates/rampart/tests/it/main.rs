@@ -6,6 +6,7 @@ mod admin;
 mod cli;
 mod edge;
 mod messaging;
+mod openapi;
 mod support;
 mod tidy;
 mod tls;

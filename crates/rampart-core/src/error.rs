@@ -38,6 +38,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body has the wrong content type.
     UnsupportedMediaType,
+    /// The request head (headers) is over the limit.
+    HeadersTooLarge,
     /// Throttled, locked, or rate-limited; `Retry-After` says when to come back.
     TooManyRequests,
     /// The request took too long.
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::HttpsRequired => "https_required",
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::HeadersTooLarge => 431,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
@@ -119,6 +123,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "That conflicts with something that already exists.",
             ErrorCode::PayloadTooLarge => "The request body is too large.",
             ErrorCode::UnsupportedMediaType => "The request body must be application/json.",
+            ErrorCode::HeadersTooLarge => "The request headers are too many or too large.",
             ErrorCode::TooManyRequests => "Too many requests; try again later.",
             ErrorCode::RequestTimeout => "The request took too long.",
             ErrorCode::HttpsRequired => "The API is served over HTTPS only.",

@@ -34,6 +34,10 @@ pub const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
 pub const HTTP_HEADER_BYTES_MAX: usize = 16 * 1024;
 /// Most headers in one request.
 pub const HTTP_HEADERS_COUNT_MAX: usize = 64;
+/// Hyper's own ceilings, above ours: a request between the two gets our JSON 431; only one past
+/// these gets hyper's bare 431 and a closed connection.
+pub const HTTP_PARSER_HEADERS_COUNT_MAX: usize = 128;
+pub const HTTP_PARSER_HEAD_BYTES_MAX: usize = 64 * 1024;
 /// A request that has not been answered in this time gets 408.
 pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// A request head must arrive within this time, and an idle keep-alive connection is closed

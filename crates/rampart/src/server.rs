@@ -92,13 +92,15 @@ fn http_builder(limits: &EdgeLimits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         // Also the idle keep-alive timeout: hyper starts it whenever it waits for a request head.
         .header_read_timeout(Duration::from_millis(limits.idle_timeout_ms))
-        .max_buf_size(limits.header_bytes_max.max(8192))
-        .max_headers(limits::HTTP_HEADERS_COUNT_MAX);
+        .max_buf_size(limits::HTTP_PARSER_HEAD_BYTES_MAX.max(limits.header_bytes_max))
+        .max_headers(limits::HTTP_PARSER_HEADERS_COUNT_MAX);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits::HTTP2_STREAMS_PER_CONNECTION_MAX)
-        .max_header_list_size(u32::try_from(limits.header_bytes_max).unwrap_or(u32::MAX))
+        .max_header_list_size(
+            u32::try_from(limits::HTTP_PARSER_HEAD_BYTES_MAX.max(limits.header_bytes_max)).unwrap_or(u32::MAX),
+        )
         .keep_alive_interval(Duration::from_millis(HTTP2_PING_INTERVAL_MS))
         .keep_alive_timeout(Duration::from_millis(HTTP2_PING_INTERVAL_MS));
     builder

@@ -83,11 +83,24 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state.clone())
         .layer(middleware::from_fn_with_state(state.clone(), request_timeout))
-        .layer(middleware::from_fn_with_state(state, cross_origin_guard))
+        .layer(middleware::from_fn_with_state(state.clone(), cross_origin_guard))
         .layer(middleware::from_fn(refuse_methods))
+        .layer(middleware::from_fn_with_state(state, header_limits))
         .layer(middleware::from_fn(normalize_errors))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(request_context))
+}
+
+/// Refuses requests with more headers, or a larger head, than the limits (JSON 431).
+async fn header_limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let head_bytes = request.method().as_str().len()
+        + request.uri().to_string().len()
+        + headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
+    if headers.len() > rampart_core::limits::HTTP_HEADERS_COUNT_MAX || head_bytes > state.limits.header_bytes_max {
+        return ApiError::of(ErrorCode::HeadersTooLarge).into_response();
+    }
+    next.run(request).await
 }
 
 /// `/healthz` and `/readyz`, for the public and the admin listener.

@@ -178,3 +178,22 @@ async fn idle_connections_are_closed_and_per_ip_connections_are_capped() {
     let client = client_trusting(&[server.ca_pem()], false);
     assert_eq!(client.get(server.url("/healthz")).send().await.expect("after").status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_or_too_large_headers_get_a_json_431() {
+    let server = Server::start();
+    let client = server.client();
+    let mut many = client.get(server.url("/healthz"));
+    for i in 0..80 {
+        many = many.header(format!("x-extra-{i}"), "v");
+    }
+    let response = many.send().await.expect("send");
+    assert!(response.headers().get("strict-transport-security").is_some());
+    expect_error(response, 431, "headers_too_large").await;
+    let large = client.get(server.url("/healthz")).header("x-large", "a".repeat(20_000)).send().await.expect("send");
+    expect_error(large, 431, "headers_too_large").await;
+    assert_eq!(
+        client.get(server.url("/healthz")).header("x-fine", "a".repeat(4_000)).send().await.expect("send").status(),
+        200
+    );
+}

@@ -27,8 +27,10 @@ pub struct Context {
     pub limits: WsLimits,
 }
 
-/// How long a new connection waits for an optional `resume` before delivering live events.
-const RESUME_WINDOW_MS: u64 = 1_000;
+/// How long a new connection waits for an optional `resume` before delivering live events. A
+/// resume that comes later still works; only channels that already had live events delivered get
+/// `resync` instead of a replay (a replay then would break `seq` order).
+const RESUME_WINDOW_MS: u64 = 250;
 /// Events sent in one catch-up before the client is told to resync (and fetch history) instead.
 const CATCH_UP_EVENTS_MAX: usize = 10_000;
 /// How long the final frames (resync, error, close) may take to write.
@@ -64,6 +66,8 @@ struct Live {
     reg: Registration,
     /// The highest seq delivered (or known to the client) per channel.
     cursors: HashMap<ChannelId, i64>,
+    /// Channels that have had a live event delivered on this connection.
+    delivered_live: std::collections::HashSet<ChannelId>,
     last_heard: Instant,
     last_typing: Option<Instant>,
 }
@@ -111,8 +115,17 @@ pub async fn run(mut socket: WebSocket, ctx: Context, pre_auth: Option<(Authenti
     let reg = ctx.hub.register(&auth.user.id, &auth.session.id);
     let conn_id = reg.id;
     let hub = Arc::clone(&ctx.hub);
-    let mut live =
-        Live { ctx, socket, auth, token, reg, cursors: HashMap::new(), last_heard: Instant::now(), last_typing: None };
+    let mut live = Live {
+        ctx,
+        socket,
+        auth,
+        token,
+        reg,
+        cursors: HashMap::new(),
+        delivered_live: std::collections::HashSet::new(),
+        last_heard: Instant::now(),
+        last_typing: None,
+    };
     let exit = live.serve().await;
     hub.unregister(conn_id);
     if let Exit::Close { code, reason, farewell } = exit {
@@ -254,6 +267,7 @@ impl Live {
             }
             self.cursors.insert(event.channel.clone(), event.seq);
         }
+        self.delivered_live.insert(event.channel.clone());
         if own_member_event && event.kind == EventKind::MemberLeft {
             self.cursors.remove(&event.channel);
         }
@@ -347,6 +361,16 @@ impl Live {
         for (text, seq) in cursors {
             // Only channels the user belongs to; anything else is ignored (not found).
             let Some(channel) = ChannelId::parse(&text).filter(|c| self.cursors.contains_key(c)) else { continue };
+            let behind = self.cursors.get(&channel).is_some_and(|cursor| seq < *cursor);
+            if behind && self.delivered_live.contains(&channel) {
+                // Newer events already went out live; replaying older ones now would break the
+                // order, so the client refetches this channel's history instead.
+                let resync = json!({ "type": "resync", "channel_id": channel.as_str() }).to_string();
+                if self.socket.send(Message::Text(resync.into())).await.is_err() {
+                    return Some(Exit::Gone);
+                }
+                continue;
+            }
             if let Some(exit) = self.catch_up(&channel, seq.max(0)).await {
                 return Some(exit);
             }

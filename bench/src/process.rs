@@ -1,0 +1,148 @@
+//! Server processes under test: started with their output in a log file, ready when the log says
+//! where they listen, measured through `/proc/PID/status`, and killed when dropped, so no server
+//! outlives the run.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// How long a server may take to say where it listens.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_POLL: Duration = Duration::from_millis(50);
+/// Lines of a server's log shown when it fails to start.
+const LOG_TAIL_LINES: usize = 20;
+
+#[derive(Debug)]
+pub struct ServerProcess {
+    pub name: &'static str,
+    pub address: SocketAddr,
+    child: Child,
+    log_path: PathBuf,
+}
+
+/// The resident set size of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    parse_vm_rss_kib(&status).context("no VmRSS line in /proc/PID/status")
+}
+
+fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => Some(value),
+        _ => None,
+    }
+}
+
+/// Finds `marker` followed by `https://ADDR` in `log`, and returns ADDR.
+fn listening_address(log: &str, marker: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let after = &line[line.find(marker)? + marker.len()..];
+    let url = after.trim_start().strip_prefix("https://")?;
+    let end = url.find(|c: char| c.is_whitespace() || c == '/' || c == '"').unwrap_or(url.len());
+    url[..end].parse().ok()
+}
+
+impl ServerProcess {
+    /// Starts `command` with stdout and stderr in `log_path`, and waits until the log has the
+    /// line with `marker` followed by the address it listens on.
+    pub async fn start(
+        name: &'static str,
+        mut command: Command,
+        log_path: &Path,
+        marker: &str,
+    ) -> anyhow::Result<Self> {
+        let log = File::create(log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        command.stdin(Stdio::null()).stdout(log.try_clone().context("log file")?).stderr(log);
+        let child = command.spawn().with_context(|| format!("cannot start the {name} server"))?;
+        let mut server = ServerProcess {
+            name,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+            log_path: log_path.to_owned(),
+        };
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(log_path).unwrap_or_default();
+            if let Some(address) = listening_address(&text, marker) {
+                server.address = address;
+                return Ok(server);
+            }
+            if let Some(status) = server.child.try_wait().context("server status")? {
+                bail!("the {name} server exited ({status}) before listening; its log ends:\n{}", server.log_tail());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "the {name} server did not say where it listens within {:?}; its log ends:\n{}",
+                    START_TIMEOUT,
+                    server.log_tail()
+                );
+            }
+            tokio::time::sleep(START_POLL).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        rss_kib(self.pid())
+    }
+
+    /// Fails if the server has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait().context("server status")? {
+            bail!("the {} server exited ({status}); its log ends:\n{}", self.name, self.log_tail());
+        }
+        Ok(())
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+        lines[start..].join("\n")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Nothing of the server's state is kept, so there is no need for a graceful stop.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_rss() {
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1536 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(1536));
+        assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+        assert!(rss_kib(std::process::id()).expect("own RSS") > 0);
+    }
+
+    #[test]
+    fn finds_the_listening_address() {
+        let rampart =
+            "2026-01-01T00:00:00Z  INFO rampart is listening on https://127.0.0.1:8443 url=https://127.0.0.1:8443\n";
+        assert_eq!(
+            listening_address(rampart, "rampart is listening on"),
+            Some(SocketAddr::from(([127, 0, 0, 1], 8443)))
+        );
+        let baseline = "baseline is listening on https://[::1]:9000\n";
+        assert_eq!(listening_address(baseline, "baseline is listening on"), "[::1]:9000".parse().ok());
+        assert_eq!(listening_address("starting\n", "listening on"), None);
+    }
+}

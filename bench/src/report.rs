@@ -1,0 +1,248 @@
+//! The report: each target's figures, Rampart's as a ratio of the baseline's measured in the
+//! same run, printed as plain text or JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use crate::metrics::{LatencySummary, Metrics};
+use crate::options::{Plan, Scenario, Target};
+
+/// One target's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetReport {
+    pub target: Target,
+    pub connections: usize,
+    /// Connections still open when the run ended.
+    pub connections_open_at_end: usize,
+    pub senders: usize,
+    pub attempted: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub expected: u64,
+    pub errors_total: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// From the first send to the last delivery.
+    pub window_secs: f64,
+    pub deliveries_per_sec: f64,
+    /// Sends accepted per second of the send phase.
+    pub sent_per_sec: f64,
+    /// Send→deliver: stamp in the body to the event on a receiving connection.
+    pub latency: LatencySummary,
+    /// Send→accept of HTTP sends (Rampart's `201`); empty for the baseline, whose sends are
+    /// frames on an open WebSocket with no answer.
+    pub accept_latency: LatencySummary,
+    pub rss_kib_before: u64,
+    pub rss_kib_connected: u64,
+    pub rss_kib_after: u64,
+    /// (RSS with the connections open − RSS before) / connections.
+    pub rss_kib_per_connection: f64,
+}
+
+impl TargetReport {
+    pub fn new(
+        plan: &Plan,
+        target: Target,
+        metrics: &Metrics,
+        started_nanos: u64,
+        connections_open_at_end: usize,
+        [rss_kib_before, rss_kib_connected, rss_kib_after]: [u64; 3],
+    ) -> Self {
+        let sent = metrics.sent.load(Ordering::Relaxed);
+        let delivered = metrics.delivered.load(Ordering::Relaxed);
+        let last = metrics.last_delivery_nanos.load(Ordering::Relaxed);
+        let window_secs = if plan.scenario == Scenario::Idle {
+            plan.duration.as_secs_f64()
+        } else {
+            last.saturating_sub(started_nanos) as f64 / 1e9
+        };
+        let per_sec = |count: u64| {
+            if window_secs > 0.0 {
+                count as f64 / window_secs
+            } else {
+                0.0
+            }
+        };
+        let errors = metrics.errors();
+        let (senders, expected) = match plan.scenario {
+            Scenario::Idle => (0, 0),
+            Scenario::Fanout | Scenario::Dm => (plan.senders, sent * plan.recipients_per_message()),
+        };
+        TargetReport {
+            target,
+            connections: plan.users,
+            connections_open_at_end,
+            senders,
+            attempted: metrics.attempted.load(Ordering::Relaxed),
+            sent,
+            delivered,
+            expected,
+            errors_total: errors.values().sum(),
+            errors,
+            window_secs,
+            deliveries_per_sec: per_sec(delivered),
+            sent_per_sec: sent as f64 / plan.duration.as_secs_f64(),
+            latency: metrics.latency(),
+            accept_latency: metrics.accept_latency(),
+            rss_kib_before,
+            rss_kib_connected,
+            rss_kib_after,
+            rss_kib_per_connection: rss_kib_connected.saturating_sub(rss_kib_before) as f64 / plan.users as f64,
+        }
+    }
+}
+
+/// Rampart's figures divided by the baseline's (`null` where the baseline's is zero).
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratios {
+    pub deliveries_per_sec: Option<f64>,
+    pub latency_p50: Option<f64>,
+    pub latency_p99: Option<f64>,
+    pub latency_p999: Option<f64>,
+    pub rss_per_connection: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub users: usize,
+    pub senders: usize,
+    pub rate_per_sec: u32,
+    pub duration_secs: f64,
+    pub body_pad_chars: usize,
+    pub targets: Vec<TargetReport>,
+    /// Present when both targets ran.
+    pub rampart_over_baseline: Option<Ratios>,
+}
+
+fn ratio(rampart: f64, baseline: f64) -> Option<f64> {
+    (baseline > 0.0).then(|| rampart / baseline)
+}
+
+impl Report {
+    pub fn new(plan: &Plan, targets: Vec<TargetReport>) -> Self {
+        let find = |t: Target| targets.iter().find(|r| r.target == t);
+        let rampart_over_baseline = match (find(Target::Rampart), find(Target::Baseline)) {
+            (Some(r), Some(b)) => Some(Ratios {
+                deliveries_per_sec: ratio(r.deliveries_per_sec, b.deliveries_per_sec),
+                latency_p50: ratio(r.latency.p50_ms, b.latency.p50_ms),
+                latency_p99: ratio(r.latency.p99_ms, b.latency.p99_ms),
+                latency_p999: ratio(r.latency.p999_ms, b.latency.p999_ms),
+                rss_per_connection: ratio(r.rss_kib_per_connection, b.rss_kib_per_connection),
+            }),
+            _ => None,
+        };
+        Report {
+            scenario: plan.scenario,
+            users: plan.users,
+            senders: if plan.scenario == Scenario::Idle { 0 } else { plan.senders },
+            rate_per_sec: if plan.scenario == Scenario::Idle { 0 } else { plan.rate_per_sec },
+            duration_secs: plan.duration.as_secs_f64(),
+            body_pad_chars: plan.body_pad_chars,
+            targets,
+            rampart_over_baseline,
+        }
+    }
+
+    pub fn to_json(&self) -> anyhow::Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let scenario = match self.scenario {
+            Scenario::Fanout => "fanout",
+            Scenario::Dm => "dm",
+            Scenario::Idle => "idle",
+        };
+        let _ = writeln!(
+            out,
+            "scenario {scenario}: {} users (one connection each), {} senders, {} msg/s for {} s, body padding {} chars",
+            self.users, self.senders, self.rate_per_sec, self.duration_secs, self.body_pad_chars
+        );
+        for target in &self.targets {
+            write_target(&mut out, target);
+        }
+        if let Some(ratios) = &self.rampart_over_baseline {
+            let show = |r: Option<f64>| r.map_or("n/a".to_owned(), |r| format!("{r:.2}x"));
+            let _ = writeln!(out, "== rampart / baseline (same run)");
+            let _ = writeln!(
+                out,
+                "  deliveries/s {}   latency p50 {}   p99 {}   p99.9 {}   RSS per connection {}",
+                show(ratios.deliveries_per_sec),
+                show(ratios.latency_p50),
+                show(ratios.latency_p99),
+                show(ratios.latency_p999),
+                show(ratios.rss_per_connection),
+            );
+        }
+        out
+    }
+}
+
+fn write_target(out: &mut String, t: &TargetReport) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let _ = writeln!(out, "== {}", t.target.name());
+    if t.senders > 0 {
+        let share = if t.expected > 0 { 100.0 * t.delivered as f64 / t.expected as f64 } else { 0.0 };
+        let _ = writeln!(
+            out,
+            "  messages    {} due, {} sent ({:.1}/s); {} of {} expected deliveries ({share:.2}%)",
+            t.attempted, t.sent, t.sent_per_sec, t.delivered, t.expected
+        );
+        let _ = writeln!(
+            out,
+            "  throughput  {:.1} deliveries/s over {:.2} s (first send to last delivery)",
+            t.deliveries_per_sec, t.window_secs
+        );
+        let l = &t.latency;
+        let _ = writeln!(
+            out,
+            "  latency     p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms, mean {:.3} ms ({} samples)",
+            l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms, l.samples
+        );
+        let a = &t.accept_latency;
+        if a.samples > 0 {
+            let _ = writeln!(
+                out,
+                "  accepted    p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms (send to 201, {} samples)",
+                a.p50_ms, a.p99_ms, a.p999_ms, a.max_ms, a.samples
+            );
+        }
+    }
+    let errors = if t.errors.is_empty() {
+        "none".to_owned()
+    } else {
+        t.errors.iter().map(|(kind, n)| format!("{kind}={n}")).collect::<Vec<_>>().join(", ")
+    };
+    let _ = writeln!(out, "  errors      {} ({errors})", t.errors_total);
+    let _ = writeln!(
+        out,
+        "  memory      RSS {:.1} MiB before, {:.1} MiB with {} connections, {:.1} MiB at the end; {:.1} KiB per connection",
+        mib(t.rss_kib_before),
+        mib(t.rss_kib_connected),
+        t.connections,
+        mib(t.rss_kib_after),
+        t.rss_kib_per_connection
+    );
+    if t.connections_open_at_end < t.connections {
+        let _ = writeln!(
+            out,
+            "  warning     only {} of {} connections were still open at the end",
+            t.connections_open_at_end, t.connections
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_absent_when_the_baseline_is_zero() {
+        assert_eq!(ratio(2.0, 4.0), Some(0.5));
+        assert_eq!(ratio(2.0, 0.0), None);
+    }
+}

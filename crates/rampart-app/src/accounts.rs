@@ -91,6 +91,8 @@ impl App {
     ) -> Result<NewSessionIssued, AppError> {
         let (row, token) = self.new_session_row(user, meta, at);
         self.inner.store.create_session(&row, self.inner.config.sessions.per_user_max).await?;
+        // Opening a session may have ended the user's oldest (the per-user cap): drop cached ones.
+        self.inner.auth_cache.forget(&SessionEnded::AllOfUser(user.clone()));
         Ok(NewSessionIssued { token, session_id: row.id, expires_at: row.expires_at })
     }
 

@@ -168,6 +168,8 @@ impl App {
         }
         if let Some(role) = change.role.filter(|role| *role != user.role) {
             guarded(self.inner.store.set_user_role(target, role).await?)?;
+            // Cached authentications carry the old role: drop them (live sockets stay open).
+            self.inner.auth_cache.forget(&SessionEnded::AllOfUser(target.clone()));
             let details = json!({ "from": user.role.as_str(), "to": role.as_str() });
             self.audit(
                 auth.user.id.as_str(),

@@ -7,6 +7,7 @@
 mod accounts;
 mod admin;
 mod audit;
+mod auth_cache;
 mod error;
 mod hashing;
 mod messaging;
@@ -115,6 +116,7 @@ struct Inner {
     session_events: broadcast::Sender<SessionEnded>,
     sink: Arc<dyn EventSink>,
     send_limiter: SendLimiter,
+    auth_cache: auth_cache::AuthCache,
 }
 
 impl std::fmt::Debug for Inner {
@@ -137,7 +139,8 @@ impl App {
         let burst = NonZeroU32::new(config.send_burst)
             .ok_or_else(|| AppError::Internal("send burst must be positive".into()))?;
         let send_limiter = governor::RateLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst));
-        let inner = Inner { store, audit, hashes, config, session_events, sink, send_limiter };
+        let auth_cache = auth_cache::AuthCache::default();
+        let inner = Inner { store, audit, hashes, config, session_events, sink, send_limiter, auth_cache };
         Ok(Self { inner: Arc::new(inner) })
     }
 

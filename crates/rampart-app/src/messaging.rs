@@ -73,8 +73,7 @@ impl App {
         id: &ChannelId,
         action: ChannelAction,
     ) -> Result<ChannelAccess, AppError> {
-        let channel = self.inner.store.channel(id).await?.ok_or(AppError::NotFound)?;
-        let membership = self.inner.store.membership(id, &auth.user.id).await?;
+        let (channel, membership) = self.inner.store.channel_for(id, &auth.user.id).await?.ok_or(AppError::NotFound)?;
         let access = ChannelAccess { channel, membership };
         access.check(auth.user.role, action)?;
         Ok(access)

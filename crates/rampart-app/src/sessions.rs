@@ -45,8 +45,21 @@ impl App {
         (row, token)
     }
 
-    /// Resolves a presented token to a live session of an enabled user.
+    /// Resolves a presented token to a live session of an enabled user. A recent answer is
+    /// served from a short-lived cache; every local revocation, disable and role change empties
+    /// the affected entries before it returns, so a revoked token is refused at once.
     pub async fn authenticate(&self, token: &Token) -> Result<Authenticated, AppError> {
+        let hash = token.hash();
+        if let Some(auth) = self.inner.auth_cache.get(hash.as_str(), now(), self.inner.config.sessions.idle_timeout_ms)
+        {
+            return Ok(auth);
+        }
+        let auth = self.authenticate_from_store(token).await?;
+        self.inner.auth_cache.put(hash.as_str(), &auth);
+        Ok(auth)
+    }
+
+    async fn authenticate_from_store(&self, token: &Token) -> Result<Authenticated, AppError> {
         let at = now();
         let policy = self.inner.config.sessions;
         let Some(session) = self.inner.store.session_by_token_hash(token.hash().as_str()).await? else {
@@ -126,6 +139,7 @@ impl App {
     }
 
     pub(crate) fn notify(&self, event: SessionEnded) {
+        self.inner.auth_cache.forget(&event);
         // No live connection listening is fine: nothing to close.
         let _ = self.inner.session_events.send(event);
     }

@@ -59,6 +59,11 @@ pub async fn channel_creation_and_names(store: &dyn Backend) {
     let channel = new_channel(store, &creator, ChannelKind::Public).await;
     assert_eq!(channel.last_seq, 1, "creation writes member.joined as event 1");
     assert_eq!(store.membership(&channel.id, &creator.id).await.expect("membership"), Some(ChannelRole::Admin));
+    let (found, role) = store.channel_for(&channel.id, &creator.id).await.expect("channel_for").expect("exists");
+    assert_eq!((found.id, role), (channel.id.clone(), Some(ChannelRole::Admin)));
+    let stranger = make_user(store, Role::Member).await;
+    let (_, none) = store.channel_for(&channel.id, &stranger.id).await.expect("channel_for").expect("exists");
+    assert_eq!(none, None);
     let events = store.events_after(&channel.id, 0, 10).await.expect("events");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::MemberJoined);

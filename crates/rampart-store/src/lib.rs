@@ -118,6 +118,12 @@ pub trait ChannelStore: Send + Sync + std::fmt::Debug {
         at: Timestamp,
     ) -> StoreResult<(ChannelRecord, Vec<EventRecord>, bool)>;
     async fn channel(&self, id: &ChannelId) -> StoreResult<Option<ChannelRecord>>;
+    /// The channel and `user`'s role in it (if a member), in one read.
+    async fn channel_for(
+        &self,
+        id: &ChannelId,
+        user: &UserId,
+    ) -> StoreResult<Option<(ChannelRecord, Option<ChannelRole>)>>;
     async fn membership(&self, channel: &ChannelId, user: &UserId) -> StoreResult<Option<ChannelRole>>;
     /// The user's channels, and (with `include_public`) every public channel, by name.
     async fn list_channels(&self, user: &UserId, include_public: bool, limit: u32) -> StoreResult<Vec<ChannelListing>>;

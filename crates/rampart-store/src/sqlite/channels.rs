@@ -164,6 +164,31 @@ async fn message_event(
     }))
 }
 
+impl SqliteStore {
+    /// Why a send wrote nothing: a repeated client id returns the first message; otherwise the
+    /// thread (or the channel) was not found.
+    async fn explain_refused_post(&self, message: &NewMessage) -> StoreResult<PostOutcome> {
+        if let Some(client_id) = &message.client_id {
+            let sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = ? AND m.sender_id = ? AND m.client_id = ?"
+            );
+            let row = sqlx::query(&sql)
+                .bind(message.channel_id.as_str())
+                .bind(message.sender_id.as_str())
+                .bind(client_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(first) = row.as_ref().map(message_from_row).transpose()?.flatten() {
+                return Ok(PostOutcome::Duplicate(first));
+            }
+        }
+        if message.thread_id.is_some() {
+            return Ok(PostOutcome::ThreadNotFound);
+        }
+        Err(StoreError::Corrupt("message for a missing channel"))
+    }
+}
+
 #[async_trait]
 impl ChannelStore for SqliteStore {
     async fn create_channel(&self, channel: &NewChannel) -> StoreResult<CreateChannelOutcome> {
@@ -227,6 +252,22 @@ impl ChannelStore for SqliteStore {
     async fn channel(&self, id: &ChannelId) -> StoreResult<Option<ChannelRecord>> {
         let mut conn = self.pool.acquire().await?;
         channel_in(&mut conn, id).await
+    }
+
+    async fn channel_for(
+        &self,
+        id: &ChannelId,
+        user: &UserId,
+    ) -> StoreResult<Option<(ChannelRecord, Option<ChannelRole>)>> {
+        let sql = format!(
+            "SELECT {CHANNEL_COLUMNS}, mb.role AS member_role FROM channels c
+             LEFT JOIN channel_members mb ON mb.channel_id = c.id AND mb.user_id = ? WHERE c.id = ?"
+        );
+        let row = sqlx::query(&sql).bind(user.as_str()).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: Option<String> = row.try_get("member_role")?;
+        let role = role.map(|r| ChannelRole::parse(&r).ok_or(StoreError::Corrupt("member role"))).transpose()?;
+        Ok(Some((channel_from_row(&row)?, role)))
     }
 
     async fn membership(&self, channel: &ChannelId, user: &UserId) -> StoreResult<Option<ChannelRole>> {
@@ -381,60 +422,29 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn post_message(&self, message: &NewMessage) -> StoreResult<PostOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(client_id) = &message.client_id {
-            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = ? AND m.sender_id = ? AND m.client_id = ?");
-            let row = sqlx::query(&sql)
-                .bind(message.channel_id.as_str())
-                .bind(message.sender_id.as_str())
-                .bind(client_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(first) = row.as_ref().map(message_from_row).transpose()?.flatten() {
-                return Ok(PostOutcome::Duplicate(first));
-            }
-        }
-        if let Some(thread) = &message.thread_id {
-            let parent: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM messages WHERE id = ? AND channel_id = ? AND thread_id IS NULL)",
-            )
-            .bind(thread.as_str())
-            .bind(message.channel_id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            if !parent {
-                return Ok(PostOutcome::ThreadNotFound);
-            }
-        }
-        let seq = next_seq(&mut tx, &message.channel_id).await?;
-        sqlx::query(
-            "INSERT INTO messages (id, channel_id, seq, sender_id, body, thread_id, client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        // One statement: the seq is read and taken under the write lock it holds, and the
+        // trigger writes the event. No row back means a repeated client id, a thread that is not
+        // a top-level message of this channel, or a missing channel — told apart below (rare).
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (id, channel_id, seq, sender_id, body, thread_id, client_id, created_at)
+             SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?5, ?6, ?7 FROM channels c
+             WHERE c.id = ?2 AND (?5 IS NULL OR EXISTS
+               (SELECT 1 FROM messages p WHERE p.id = ?5 AND p.channel_id = ?2 AND p.thread_id IS NULL))
+             ON CONFLICT DO NOTHING
+             RETURNING seq",
         )
         .bind(message.id.as_str())
         .bind(message.channel_id.as_str())
-        .bind(seq)
         .bind(message.sender_id.as_str())
         .bind(message.body.as_str())
         .bind(message.thread_id.as_ref().map(MessageId::as_str))
         .bind(message.client_id.as_ref().map(ClientId::as_str))
         .bind(message.created_at.0)
-        .execute(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
-        sqlx::query("INSERT INTO events (channel_id, seq, kind, message_id, user_id, at) VALUES (?, ?, ?, ?, NULL, ?)")
-            .bind(message.channel_id.as_str())
-            .bind(seq)
-            .bind(EventKind::MessageCreated.as_str())
-            .bind(message.id.as_str())
-            .bind(message.created_at.0)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(thread) = &message.thread_id {
-            sqlx::query("UPDATE messages SET reply_count = reply_count + 1 WHERE id = ?")
-                .bind(thread.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        let Some(seq) = seq else {
+            return self.explain_refused_post(message).await;
+        };
         let record = MessageRecord {
             id: message.id.clone(),
             channel_id: message.channel_id.clone(),

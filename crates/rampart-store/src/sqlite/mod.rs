@@ -29,6 +29,7 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "accounts", include_str!("../../migrations/sqlite/0001_accounts.sql")),
     (2, "messaging", include_str!("../../migrations/sqlite/0002_messaging.sql")),
+    (3, "message trigger", include_str!("../../migrations/sqlite/0003_message_trigger.sql")),
 ];
 
 /// The versioned migrations, embedded in the binary, run by sqlx's migrator.

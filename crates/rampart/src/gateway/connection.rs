@@ -35,6 +35,8 @@ const RESUME_WINDOW_MS: u64 = 250;
 const CATCH_UP_EVENTS_MAX: usize = 10_000;
 /// How long the final frames (resync, error, close) may take to write.
 const FAREWELL_WRITE_MS: u64 = 10_000;
+/// Queued frames written together before one flush.
+const OUTBOUND_BATCH_MAX: usize = 64;
 /// WebSocket close code for a policy violation, and for "try again later".
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TRY_AGAIN: u16 = 1013;
@@ -187,6 +189,16 @@ impl Live {
                     if let Some(exit) = self.on_outbound(item).await {
                         return exit;
                     }
+                    // Whatever else is already queued goes out in the same write.
+                    for _ in 1..OUTBOUND_BATCH_MAX {
+                        let Ok(item) = self.reg.rx.try_recv() else { break };
+                        if let Some(exit) = self.on_outbound(item).await {
+                            return exit;
+                        }
+                    }
+                    if self.socket.flush().await.is_err() {
+                        return Exit::Gone;
+                    }
                 }
                 message = self.socket.next() => {
                     let Some(Ok(message)) = message else { return Exit::Gone };
@@ -239,7 +251,7 @@ impl Live {
 
     async fn on_outbound(&mut self, item: Outbound) -> Option<Exit> {
         let result = match item {
-            Outbound::Ephemeral(frame) => self.socket.send(Message::Text(frame)).await,
+            Outbound::Ephemeral(frame) => self.socket.feed(Message::Text(frame)).await,
             Outbound::Event(event) => return self.on_event(&event).await,
         };
         result.err().map(|_| Exit::Gone)
@@ -262,7 +274,7 @@ impl Live {
                 return Some(exit);
             }
         } else {
-            if self.socket.send(Message::Text(event.frame.clone())).await.is_err() {
+            if self.socket.feed(Message::Text(event.frame.clone())).await.is_err() {
                 return Some(Exit::Gone);
             }
             self.cursors.insert(event.channel.clone(), event.seq);

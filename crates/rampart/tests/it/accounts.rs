@@ -203,11 +203,14 @@ async fn throttling_answers_429_with_retry_after_and_survives_a_restart() {
     assert!(audit.iter().any(|r| r["action"] == "auth.login" && r["outcome"] == "denied"));
 }
 
+/// Changes session rows behind the server's back, then waits out its authentication cache
+/// (2 s), as a change made on another node would be seen.
 async fn set_session_times(server: &Server, sql: &str) {
     let url = format!("sqlite://{}", server.dirs.data().join("rampart.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open db");
     sqlx::query(sql).execute(&pool).await.expect("update");
     pool.close().await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,6 +116,10 @@ async fn role_changes_follow_the_table_and_keep_the_last_owner() {
         assert!(users[0].get(key).is_some(), "user lacks {key}");
     }
     assert_eq!(patch_user(&server, &owner, &member.id, json!({ "role": "member" })).await.status(), 200);
+    // The demotion takes effect on the very next request.
+    let list =
+        server.client().get(server.url("/api/v1/admin/users")).headers(member.bearer()).send().await.expect("list");
+    expect_error(list, 403, "forbidden").await;
     // The last owner can be neither demoted nor disabled, even by themselves.
     expect_error(patch_user(&server, &owner, &owner.id, json!({ "role": "admin" })).await, 403, "last_owner").await;
     expect_error(patch_user(&server, &owner, &owner.id, json!({ "disabled": true })).await, 403, "last_owner").await;

@@ -59,10 +59,12 @@ fn config_text(dir: &Path) -> anyhow::Result<String> {
     // Limits a benchmark needs above the defaults, everything else as shipped: every connection
     // comes from 127.0.0.1, and a few users send far more than a person would, so the per-IP
     // connection cap and the per-user send rate would measure the limiters, not the server.
+    // Experiments can add TOML (whole tables) through RAMPART_BENCH_EXTRA_CONFIG.
+    let extra = std::env::var("RAMPART_BENCH_EXTRA_CONFIG").unwrap_or_default();
     Ok(format!(
         "audit_dir = \"{audit}\"\n\n\
          [limits]\nconnections_per_ip_max = 100000\nconnections_max = 100000\n\n\
-         [messages]\nsend_rate_per_sec = 1000000\nsend_burst = 1000000\n"
+         [messages]\nsend_rate_per_sec = 1000000\nsend_burst = 1000000\n\n{extra}\n"
     ))
 }
 

@@ -145,10 +145,13 @@ impl Listener {
             let this = self.clone();
             let builder = Arc::clone(&builder);
             tokio::spawn(async move {
-                let _slot = slot;
+                // Every request carries the connection's place, so a connection that upgrades to a
+                // WebSocket keeps counting against the caps after hyper lets go of it.
+                let slot = Arc::new(slot);
                 let service =
                     this.router.clone().map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
                         request.extensions_mut().insert(ConnectInfo(peer));
+                        request.extensions_mut().insert(Arc::clone(&slot));
                         request
                     });
                 let service = TowerToHyperService::new(service);

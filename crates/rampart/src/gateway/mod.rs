@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::http::error::ApiError;
 use crate::http::extract::cookie_token;
 use crate::http::{origin_is_allowed, AppState};
+use crate::server::ConnectionSlot;
 use hub::Hub;
 
 /// The token a client presented at the upgrade: an `Authorization: Bearer` header, else the
@@ -60,13 +61,18 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
     };
     let limits = state.ws;
     let context = connection::Context { app: state.app.clone(), hub: Arc::clone(&state.hub), limits };
+    // The upgraded connection keeps its place under the connection caps for as long as it lives.
+    let slot = parts.extensions.get::<Arc<ConnectionSlot>>().cloned();
     upgrade
         .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(limits.write_buffer_bytes)
         .max_write_buffer_size(limits.max_write_buffer_bytes)
         .max_message_size(limits.frame_bytes_max)
         .max_frame_size(limits.frame_bytes_max)
-        .on_upgrade(move |socket| connection::run(socket, context, pre_auth))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            connection::run(socket, context, pre_auth).await;
+        })
 }
 
 /// Relays "session ended" notices from the application to the hub, so live connections close

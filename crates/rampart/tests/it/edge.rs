@@ -197,3 +197,19 @@ async fn too_many_or_too_large_headers_get_a_json_431() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_connections_count_against_the_per_ip_cap() {
+    let server = Server::start_with(Arc::new(Dirs::new()), "[limits]\nconnections_per_ip_max = 3\n", &[]);
+    let user = server.user("member").await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(server.ws(&user).await.0);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = client_trusting(&[server.ca_pem()], false);
+    assert!(client.get(server.url("/healthz")).send().await.is_err(), "three live sockets fill the cap");
+    drop(sockets);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.get(server.url("/healthz")).send().await.expect("after").status(), 200);
+}

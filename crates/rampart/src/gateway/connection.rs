@@ -148,11 +148,21 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> Resul
 
 impl Live {
     async fn serve(&mut self) -> Exit {
+        // The start-up steps run in their own boxed future, so their state (the channel list,
+        // the ready frame) is freed before the long-lived loop instead of sitting in it.
+        if let Some(exit) = Box::pin(self.start()).await {
+            return exit;
+        }
+        self.main_loop().await
+    }
+
+    /// Subscribes, sends `ready`, and honours an immediate `resume`.
+    async fn start(&mut self) -> Option<Exit> {
         let channels = match self.ctx.app.live_channels(&self.auth.user.id).await {
             Ok(channels) => channels,
             Err(error) => {
                 tracing::error!(%error, "cannot read a user's channels");
-                return Exit::Close { code: CLOSE_TRY_AGAIN, reason: "unavailable", farewell: vec![] };
+                return Some(Exit::Close { code: CLOSE_TRY_AGAIN, reason: "unavailable", farewell: vec![] });
             }
         };
         let ids: Vec<ChannelId> = channels.iter().map(|(id, _)| id.clone()).collect();
@@ -160,22 +170,17 @@ impl Live {
         let snapshot: serde_json::Map<String, serde_json::Value> =
             channels.iter().map(|(id, seq)| (id.to_string(), json!(seq))).collect();
         self.cursors = channels.into_iter().collect();
-        let ready = json!({ "type": "ready", "user_id": self.auth.user.id.as_str(), "channels": snapshot });
-        if self.socket.send(Message::Text(ready.to_string().into())).await.is_err() {
-            return Exit::Gone;
+        let ready = json!({ "type": "ready", "user_id": self.auth.user.id.as_str(), "channels": snapshot }).to_string();
+        if self.socket.send(Message::Text(ready.into())).await.is_err() {
+            return Some(Exit::Gone);
         }
         // A resuming client sends `resume` right after `ready`; live events wait in the queue
         // meanwhile, so caught-up and live events come out in order.
         match tokio::time::timeout(Duration::from_millis(RESUME_WINDOW_MS), self.socket.next()).await {
-            Ok(Some(Ok(message))) => {
-                if let Some(exit) = self.on_client_message(message).await {
-                    return exit;
-                }
-            }
-            Ok(_) => return Exit::Gone,
-            Err(_) => {}
+            Ok(Some(Ok(message))) => self.on_client_message(message).await,
+            Ok(_) => Some(Exit::Gone),
+            Err(_) => None,
         }
-        self.main_loop().await
     }
 
     async fn main_loop(&mut self) -> Exit {
@@ -202,12 +207,12 @@ impl Live {
                 }
                 message = self.socket.next() => {
                     let Some(Ok(message)) = message else { return Exit::Gone };
-                    if let Some(exit) = self.on_client_message(message).await {
+                    if let Some(exit) = Box::pin(self.on_client_message(message)).await {
                         return exit;
                     }
                 }
                 _ = self.reg.control.notify.notified() => {
-                    if let Some(exit) = self.on_control().await {
+                    if let Some(exit) = Box::pin(self.on_control()).await {
                         return exit;
                     }
                 }
@@ -270,7 +275,7 @@ impl Live {
             return None;
         }
         if event.seq > cursor + 1 {
-            if let Some(exit) = self.catch_up(&event.channel, cursor).await {
+            if let Some(exit) = Box::pin(self.catch_up(&event.channel, cursor)).await {
                 return Some(exit);
             }
         } else {

@@ -174,6 +174,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
     tracing::info!(url = %format!("https://{bound}"), public_origin = %public_origin, "rampart is listening on https://{bound}");
+    if !tracing::enabled!(tracing::Level::INFO) {
+        // Scripts and operators wait for this line; it is printed even when info logs are off.
+        println!("rampart is listening on https://{bound}");
+    }
 
     wait_for_shutdown_signal().await;
     tracing::info!(live_connections = state_hub.connections(), "shutting down: no new connections; draining open ones");

@@ -131,8 +131,21 @@ fn like_literal(text: &str) -> String {
     escaped
 }
 
-/// Whether another enabled owner than `id` exists (run inside the caller's transaction).
-const OTHER_OWNER_EXISTS: &str = "EXISTS (SELECT 1 FROM users WHERE role = 'owner' AND disabled = 0 AND id != ?)";
+/// A user's role text and disabled flag, read inside the caller's transaction.
+async fn role_and_disabled(conn: &mut sqlx::SqliteConnection, id: &UserId) -> StoreResult<Option<(String, bool)>> {
+    Ok(sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// Whether an enabled owner other than `id` exists, read inside the caller's transaction.
+async fn other_owner_exists(conn: &mut sqlx::SqliteConnection, id: &UserId) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'owner' AND disabled = 0 AND id != ?)")
+        .bind(id.as_str())
+        .fetch_one(&mut *conn)
+        .await?)
+}
 
 async fn insert_session(conn: &mut sqlx::SqliteConnection, session: &NewSession) -> StoreResult<()> {
     sqlx::query(
@@ -202,21 +215,12 @@ impl Store for SqliteStore {
 
     async fn set_user_role(&self, id: &UserId, role: Role) -> StoreResult<GuardedUpdate> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let current: Option<(String, bool)> = sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((current_role, disabled)) = current else {
+        let Some((current_role, disabled)) = role_and_disabled(&mut tx, id).await? else {
             return Ok(GuardedUpdate::NotFound);
         };
-        if current_role == "owner" && !disabled && role != Role::Owner {
-            let other: bool = sqlx::query_scalar(&format!("SELECT {OTHER_OWNER_EXISTS}"))
-                .bind(id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            if !other {
-                return Ok(GuardedUpdate::LastOwner);
-            }
+        let demotes_an_owner = current_role == "owner" && !disabled && role != Role::Owner;
+        if demotes_an_owner && !other_owner_exists(&mut tx, id).await? {
+            return Ok(GuardedUpdate::LastOwner);
         }
         sqlx::query("UPDATE users SET role = ? WHERE id = ?")
             .bind(role.as_str())
@@ -229,21 +233,12 @@ impl Store for SqliteStore {
 
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> StoreResult<GuardedUpdate> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let current: Option<(String, bool)> = sqlx::query_as("SELECT role, disabled FROM users WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((current_role, was_disabled)) = current else {
+        let Some((current_role, was_disabled)) = role_and_disabled(&mut tx, id).await? else {
             return Ok(GuardedUpdate::NotFound);
         };
-        if disabled && !was_disabled && current_role == "owner" {
-            let other: bool = sqlx::query_scalar(&format!("SELECT {OTHER_OWNER_EXISTS}"))
-                .bind(id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            if !other {
-                return Ok(GuardedUpdate::LastOwner);
-            }
+        let disables_an_owner = disabled && !was_disabled && current_role == "owner";
+        if disables_an_owner && !other_owner_exists(&mut tx, id).await? {
+            return Ok(GuardedUpdate::LastOwner);
         }
         sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
             .bind(disabled)

@@ -23,6 +23,12 @@ use crate::{Store, StoreError, StoreResult, ThrottleStep};
 
 /// Connections in the pool: SQLite has one writer, readers run alongside it in WAL mode.
 const POOL_CONNECTIONS_MAX: u32 = 8;
+/// WAL pages after which a committing writer checkpoints by itself (≈ 40 MiB), if the background
+/// checkpoint has fallen behind.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+/// How often the server runs a background (passive) checkpoint.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
+
 /// How long a statement waits for the write lock before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
@@ -51,7 +57,10 @@ pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS));
+        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+        // Committing writers checkpoint only as a backstop; `checkpoint_passive`, run in the
+        // background, does the regular work, so no send waits behind a checkpoint.
+        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
     let pool = SqlitePoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
     Ok(pool)
 }
@@ -73,6 +82,26 @@ impl SqliteStore {
     pub async fn checkpoint(&self) -> StoreResult<()> {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Copies committed WAL pages into the database without blocking writers.
+    pub async fn checkpoint_passive(&self) -> StoreResult<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Runs `checkpoint_passive` every `CHECKPOINT_INTERVAL_MS` for as long as the runtime lives.
+    pub fn spawn_checkpointer(&self) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
+            loop {
+                ticker.tick().await;
+                if let Err(error) = store.checkpoint_passive().await {
+                    tracing::warn!(%error, "background checkpoint failed");
+                }
+            }
+        });
     }
 }
 

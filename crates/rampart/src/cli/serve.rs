@@ -47,6 +47,7 @@ pub async fn open_app(config: &Config, sink: Arc<dyn rampart_app::EventSink>) ->
     let store = rampart_store::SqliteStore::open(&config.data_dir.join("rampart.db"))
         .await
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    store.spawn_checkpointer();
     let audit = rampart_store::SqliteAuditStore::open(&config.audit_dir.join("audit.db"))
         .await
         .with_context(|| format!("cannot open the audit log in {}", config.audit_dir.display()))?;

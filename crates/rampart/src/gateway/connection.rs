@@ -282,9 +282,17 @@ impl Live {
             if self.socket.feed(Message::Text(event.frame.clone())).await.is_err() {
                 return Some(Exit::Gone);
             }
-            self.cursors.insert(event.channel.clone(), event.seq);
+            // Updated in place: the hot path allocates nothing per delivery.
+            match self.cursors.get_mut(&event.channel) {
+                Some(cursor) => *cursor = event.seq,
+                None => {
+                    self.cursors.insert(event.channel.clone(), event.seq);
+                }
+            }
         }
-        self.delivered_live.insert(event.channel.clone());
+        if !self.delivered_live.contains(&event.channel) {
+            self.delivered_live.insert(event.channel.clone());
+        }
         if own_member_event && event.kind == EventKind::MemberLeft {
             self.cursors.remove(&event.channel);
         }

@@ -26,6 +26,8 @@ const POOL_CONNECTIONS_MAX: u32 = 8;
 /// WAL pages after which a committing writer checkpoints by itself (≈ 40 MiB), if the background
 /// checkpoint has fallen behind.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+/// How much of the database file SQLite maps into memory (address space, not RSS).
+const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 /// How often the server runs a background (passive) checkpoint.
 pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 
@@ -60,7 +62,10 @@ pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
         .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
         // Committing writers checkpoint only as a backstop; `checkpoint_passive`, run in the
         // background, does the regular work, so no send waits behind a checkpoint.
-        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+        // Pages read through a shared mapping instead of copied by read(): every write makes
+        // the other pooled connections drop their page caches, so reads are frequent.
+        .pragma("mmap_size", MMAP_BYTES.to_string());
     let pool = SqlitePoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
     Ok(pool)
 }

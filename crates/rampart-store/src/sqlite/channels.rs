@@ -165,6 +165,35 @@ async fn message_event(
 }
 
 impl SqliteStore {
+    /// Replaces a live message's body (`Some`), or destroys it leaving a tombstone (`None`), and
+    /// writes the matching event; `None` when the message is missing or already deleted.
+    async fn rewrite_message(
+        &self,
+        id: &MessageId,
+        body: Option<&MessageBody>,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (update, kind) = match body {
+            Some(body) => (
+                sqlx::query("UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = 0")
+                    .bind(body.as_str()),
+                EventKind::MessageEdited,
+            ),
+            None => (
+                sqlx::query("UPDATE messages SET body = NULL, deleted = 1, edited_at = ? WHERE id = ? AND deleted = 0"),
+                EventKind::MessageDeleted,
+            ),
+        };
+        let done = update.bind(at.0).bind(id.as_str()).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let event = message_event(&mut tx, id, kind, at).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
     /// Why a send wrote nothing: a repeated client id returns the first message; otherwise the
     /// thread (or the channel) was not found.
     async fn explain_refused_post(&self, message: &NewMessage) -> StoreResult<PostOutcome> {
@@ -480,35 +509,11 @@ impl ChannelStore for SqliteStore {
         body: &MessageBody,
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query("UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = 0")
-            .bind(body.as_str())
-            .bind(at.0)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let event = message_event(&mut tx, id, EventKind::MessageEdited, at).await?;
-        tx.commit().await?;
-        Ok(event)
+        self.rewrite_message(id, Some(body), at).await
     }
 
     async fn delete_message(&self, id: &MessageId, at: Timestamp) -> StoreResult<Option<EventRecord>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done =
-            sqlx::query("UPDATE messages SET body = NULL, deleted = 1, edited_at = ? WHERE id = ? AND deleted = 0")
-                .bind(at.0)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let event = message_event(&mut tx, id, EventKind::MessageDeleted, at).await?;
-        tx.commit().await?;
-        Ok(event)
+        self.rewrite_message(id, None, at).await
     }
 
     async fn history(&self, channel: &ChannelId, query: HistoryQuery<'_>) -> StoreResult<(Vec<MessageRecord>, bool)> {

@@ -213,3 +213,19 @@ async fn websocket_connections_count_against_the_per_ip_cap() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(client.get(server.url("/healthz")).send().await.expect("after").status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_of_each_request() {
+    let server = Server::start_with(Arc::new(Dirs::new()), "[log]\nformat = \"json\"\n", &[]);
+    let response = server.client().get(server.url("/healthz")).send().await.expect("health");
+    let request_id = response.headers()["x-request-id"].to_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log_text();
+    let lines: Vec<serde_json::Value> =
+        log.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("a JSON log line")).collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().any(|l| l.to_string().contains(&request_id) && l["fields"]["message"] == "request finished"),
+        "the request's log line names its request id"
+    );
+}

@@ -72,6 +72,9 @@ async fn two_users_chat_in_real_time_and_see_edits_and_deletes() {
     assert_eq!(tombstone["deleted"], true);
     assert_eq!(tombstone["body"], Value::Null);
     assert_eq!(history["has_more"], false);
+    // Message text never reaches the server's log.
+    let log = server.log_text();
+    assert!(!log.contains("hello bob") && !log.contains("hello, bob"), "message text in the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

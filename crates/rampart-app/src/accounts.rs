@@ -213,7 +213,7 @@ impl App {
         self.inner.store.change_password(&auth.user.id, &password_hash, &row).await?;
         self.notify(SessionEnded::AllOfUser(auth.user.id.clone()));
         let details = json!({ "session_id": row.id.as_str() });
-        self.audit(auth.user.id.as_str(), "auth.password.change", None, Some(meta), Outcome::Success, details).await?;
+        self.audit_done(auth, "auth.password.change", None, meta, details).await?;
         Ok(NewSessionIssued { token, session_id: row.id, expires_at: row.expires_at })
     }
 

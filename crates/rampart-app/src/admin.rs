@@ -54,8 +54,7 @@ impl App {
         }
         let issued = self.issue_invitation(role, hours, Some(&auth.user.id)).await?;
         let details = json!({ "role": role.as_str(), "expires_at": issued.expires_at.0 });
-        self.audit(auth.user.id.as_str(), "admin.invitation.create", None, Some(meta), Outcome::Success, details)
-            .await?;
+        self.audit_done(auth, "admin.invitation.create", None, meta, details).await?;
         Ok(issued)
     }
 
@@ -171,15 +170,7 @@ impl App {
             // Cached authentications carry the old role: drop them (live sockets stay open).
             self.inner.auth_cache.forget(&SessionEnded::AllOfUser(target.clone()));
             let details = json!({ "from": user.role.as_str(), "to": role.as_str() });
-            self.audit(
-                auth.user.id.as_str(),
-                "admin.user.role_changed",
-                Some(target.as_str()),
-                Some(meta),
-                Outcome::Success,
-                details,
-            )
-            .await?;
+            self.audit_done(auth, "admin.user.role_changed", Some(target.as_str()), meta, details).await?;
         }
         if let Some(disabled) = change.disabled.filter(|d| *d != user.disabled) {
             guarded(self.inner.store.set_user_disabled(target, disabled).await?)?;
@@ -208,15 +199,7 @@ impl App {
         let ended = self.inner.store.delete_sessions_except(target, None).await?;
         self.notify(SessionEnded::AllOfUser(target.clone()));
         let details = json!({ "ended": ended });
-        self.audit(
-            auth.user.id.as_str(),
-            "admin.user.sessions_revoked",
-            Some(target.as_str()),
-            Some(meta),
-            Outcome::Success,
-            details,
-        )
-        .await
+        self.audit_done(auth, "admin.user.sessions_revoked", Some(target.as_str()), meta, details).await
     }
 
     /// Audit records after `after`, oldest first.

@@ -3,7 +3,7 @@
 
 use rampart_store::AuditEntry;
 
-use crate::{now, App, AppError, RequestMeta};
+use crate::{now, App, AppError, Authenticated, RequestMeta};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -49,5 +49,17 @@ impl App {
         let seq = self.inner.audit.append(&entry).await?;
         tracing::info!(audit_seq = seq, actor, action, target, outcome = outcome.as_str(), "audit");
         Ok(())
+    }
+
+    /// The common case: the signed-in caller did `action` on `target`, and it succeeded.
+    pub(crate) async fn audit_done(
+        &self,
+        auth: &Authenticated,
+        action: &str,
+        target: Option<&str>,
+        meta: &RequestMeta,
+        details: serde_json::Value,
+    ) -> Result<(), AppError> {
+        self.audit(auth.user.id.as_str(), action, target, Some(meta), Outcome::Success, details).await
     }
 }

@@ -150,14 +150,6 @@ impl App {
         self.inner.send_limiter.shrink_to_fit();
     }
 
-    pub fn store(&self) -> &Arc<dyn Backend> {
-        &self.inner.store
-    }
-
-    pub fn config(&self) -> &AppConfig {
-        &self.inner.config
-    }
-
     /// Live connections subscribe here to close when their session or user is ended.
     pub fn subscribe_session_events(&self) -> broadcast::Receiver<SessionEnded> {
         self.inner.session_events.subscribe()

@@ -15,7 +15,7 @@ use rampart_store::{
 };
 use serde_json::json;
 
-use crate::{new_id, now, App, AppError, Authenticated, Outcome, RequestMeta};
+use crate::{new_id, now, App, AppError, Authenticated, RequestMeta};
 
 /// Receives every committed event, to deliver to live connections (and, in a cluster, to other
 /// nodes). Called after the transaction that wrote the event has committed.
@@ -109,15 +109,7 @@ impl App {
             CreateChannelOutcome::Created(record, event) => {
                 self.publish(*event);
                 let details = json!({ "name": name, "kind": kind.as_str() });
-                self.audit(
-                    auth.user.id.as_str(),
-                    "channel.created",
-                    Some(record.id.as_str()),
-                    Some(meta),
-                    Outcome::Success,
-                    details,
-                )
-                .await?;
+                self.audit_done(auth, "channel.created", Some(record.id.as_str()), meta, details).await?;
                 Ok(*record)
             }
             CreateChannelOutcome::NameTaken => Err(AppError::Conflict("A channel with that name exists.")),
@@ -164,15 +156,7 @@ impl App {
         if let Some(event) = self.inner.store.add_member(id, &target.id, ChannelRole::Member, now()).await? {
             self.publish(event);
             let details = json!({ "user_id": target.id.as_str(), "as_channel_admin": access.membership == Some(ChannelRole::Admin) });
-            self.audit(
-                auth.user.id.as_str(),
-                "channel.member.added",
-                Some(id.as_str()),
-                Some(meta),
-                Outcome::Success,
-                details,
-            )
-            .await?;
+            self.audit_done(auth, "channel.member.added", Some(id.as_str()), meta, details).await?;
         }
         Ok(())
     }
@@ -192,15 +176,7 @@ impl App {
             Some(event) => {
                 self.publish(event);
                 let details = json!({ "user_id": user.as_str(), "as_channel_admin": access.membership == Some(ChannelRole::Admin) });
-                self.audit(
-                    auth.user.id.as_str(),
-                    "channel.member.removed",
-                    Some(id.as_str()),
-                    Some(meta),
-                    Outcome::Success,
-                    details,
-                )
-                .await
+                self.audit_done(auth, "channel.member.removed", Some(id.as_str()), meta, details).await
             }
             None => Err(AppError::NotFound),
         }
@@ -227,15 +203,7 @@ impl App {
                 self.publish(*event);
                 let details =
                     json!({ "renamed": name.is_some(), "topic_changed": topic.is_some(), "archived": archived });
-                self.audit(
-                    auth.user.id.as_str(),
-                    "channel.updated",
-                    Some(id.as_str()),
-                    Some(meta),
-                    Outcome::Success,
-                    details,
-                )
-                .await?;
+                self.audit_done(auth, "channel.updated", Some(id.as_str()), meta, details).await?;
                 Ok(record)
             }
             UpdateOutcome::NameTaken => Err(AppError::Conflict("A channel with that name exists.")),
@@ -354,15 +322,7 @@ impl App {
         self.publish(event);
         if !is_sender {
             let details = json!({ "channel_id": message.channel_id.as_str(), "sender_id": message.sender_id.as_str() });
-            self.audit(
-                auth.user.id.as_str(),
-                "message.deleted_by_moderator",
-                Some(id.as_str()),
-                Some(meta),
-                Outcome::Success,
-                details,
-            )
-            .await?;
+            self.audit_done(auth, "message.deleted_by_moderator", Some(id.as_str()), meta, details).await?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use rampart_crypto::Token;
 use rampart_store::{NewSession, SessionRecord, UserRecord};
 use serde_json::json;
 
-use crate::{new_id, now, App, AppError, Outcome, RequestMeta};
+use crate::{new_id, now, App, AppError, RequestMeta};
 
 /// A request's proven identity: the session and its (enabled) user, read fresh from the store.
 #[derive(Clone, Debug)]
@@ -103,24 +103,15 @@ impl App {
         }
         self.notify(SessionEnded::Session(id.clone()));
         let details = json!({ "session_id": id.as_str() });
-        self.audit(
-            auth.user.id.as_str(),
-            "auth.session.revoked",
-            Some(id.as_str()),
-            Some(meta),
-            Outcome::Success,
-            details,
-        )
-        .await
+        self.audit_done(auth, "auth.session.revoked", Some(id.as_str()), meta, details).await
     }
 
     /// Ends every session of the caller but the current one.
     pub async fn revoke_other_sessions(&self, auth: &Authenticated, meta: &RequestMeta) -> Result<u64, AppError> {
         let ended = self.inner.store.delete_sessions_except(&auth.user.id, Some(&auth.session.id)).await?;
-        self.notify_all_but(&auth.user.id, &auth.session.id);
+        self.notify(SessionEnded::AllOfUser(auth.user.id.clone()));
         let details = json!({ "ended": ended });
-        self.audit(auth.user.id.as_str(), "auth.session.revoked_others", None, Some(meta), Outcome::Success, details)
-            .await?;
+        self.audit_done(auth, "auth.session.revoked_others", None, meta, details).await?;
         Ok(ended)
     }
 
@@ -128,7 +119,7 @@ impl App {
     pub async fn logout(&self, auth: &Authenticated, meta: &RequestMeta) -> Result<(), AppError> {
         self.inner.store.delete_session(&auth.user.id, &auth.session.id).await?;
         self.notify(SessionEnded::Session(auth.session.id.clone()));
-        self.audit(auth.user.id.as_str(), "auth.logout", None, Some(meta), Outcome::Success, json!({})).await
+        self.audit_done(auth, "auth.logout", None, meta, json!({})).await
     }
 
     /// Deletes expired and idle sessions; run periodically.
@@ -142,11 +133,5 @@ impl App {
         self.inner.auth_cache.forget(&event);
         // No live connection listening is fine: nothing to close.
         let _ = self.inner.session_events.send(event);
-    }
-
-    /// Live connections of `user` other than those of `keep` must close. Connections check their
-    /// own session against the store on this signal.
-    pub(crate) fn notify_all_but(&self, user: &UserId, _keep: &SessionId) {
-        self.notify(SessionEnded::AllOfUser(user.clone()));
     }
 }

@@ -1,11 +1,17 @@
-//! Rampart's cryptography: password hashing (Argon2id), random tokens and their stored hashes, and
-//! the secret types they travel in. Only RustCrypto primitives; nothing here is hand-rolled. No
-//! I/O, no async: callers run the slow hashing on a bounded blocking pool.
+//! Rampart's cryptography: password hashing (Argon2id), envelope encryption (XChaCha20-Poly1305
+//! data keys wrapped by a versioned key-encryption key), random tokens and their stored hashes,
+//! and the secret types they travel in. Only RustCrypto primitives; nothing here is hand-rolled.
+//! No async, and no I/O beyond the keyring's own key files: callers run the slow hashing on a
+//! bounded blocking pool.
 #![forbid(unsafe_code)]
 
+pub mod envelope;
+pub mod keyring;
 pub mod password;
 pub mod token;
 
+pub use envelope::{Aad, DataKey, OpenError, SymmetricKey};
+pub use keyring::{Kek, Keyring, KeyringError};
 pub use password::{PasswordHasher, PasswordParams};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use token::{Token, TokenHash};

@@ -129,6 +129,23 @@ pub const UNREAD_COUNT_MAX: u32 = 999;
 pub const SEND_RATE_PER_SEC: u32 = 20;
 pub const SEND_BURST: u32 = 100;
 
+// ----- encryption at rest (config overrides in `[encryption]`) -----
+
+/// A channel's data key is replaced by a new epoch after this many messages.
+pub const DEK_EPOCH_MESSAGES_MAX: u64 = 100_000;
+/// A channel's data key is replaced by a new epoch after this many days.
+pub const DEK_EPOCH_DAYS_MAX: u32 = 30;
+/// Data keys re-wrapped per transaction during a KEK rotation: short transactions, so sends
+/// never wait long behind one.
+pub const KEY_REWRAP_BATCH_MAX: u32 = 200;
+/// Messages re-sealed per batch by `rampart keys reencrypt`.
+pub const REENCRYPT_BATCH_MAX: u32 = 500;
+
+// ----- configuration -----
+
+/// Largest secret a config reference (`file:`, `credential:`, `env:`) may hold.
+pub const SECRET_FILE_BYTES_MAX: usize = 64 * 1024;
+
 // ----- real-time (config overrides in `[websocket]`) -----
 
 /// The first `auth` frame must arrive within this time.

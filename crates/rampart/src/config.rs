@@ -1,6 +1,7 @@
 //! Configuration, parsed in two stages: `RawConfig` is what `rampart.toml` and the flags say (every
 //! key optional, unknown keys refused), `Config` is the validated result every other module takes.
-//! A bad value names its key and says why; nothing downstream re-checks.
+//! A bad value names its key and says why; nothing downstream re-checks. Keys that can carry a secret
+//! are read through `secrets` and checked before anything else.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,10 @@ use std::path::{Path, PathBuf};
 use rampart_core::limits;
 use rampart_core::throttle::ThrottlePolicy;
 use rampart_crypto::PasswordParams;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
+
+use crate::secrets::{self, EnvLookup, SecretValue, UserInfo};
 
 /// A configuration problem: the key, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +22,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError { key: key.to_owned(), reason: reason.into() }
 }
 
@@ -50,6 +54,22 @@ pub struct RawConfig {
     pub messages: RawMessages,
     #[serde(default)]
     pub websocket: RawWebsocket,
+    #[serde(default)]
+    pub encryption: RawEncryption,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    pub epoch_messages_max: Option<u64>,
+    pub epoch_days_max: Option<u32>,
+}
+
+/// Encryption at rest: when a channel's data key is replaced by a new epoch, whichever comes first.
+#[derive(Clone, Copy, Debug)]
+pub struct EncryptionConfig {
+    pub epoch_messages_max: u64,
+    pub epoch_days_max: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +203,15 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub ws: WsLimits,
+    pub encryption: EncryptionConfig,
+    /// `None`: the embedded SQLite store in `data_dir`. Resolved from its reference at load; Debug
+    /// prints `[redacted]`.
+    // Read by the store once PostgreSQL is built; the embedded store ignores it today.
+    #[allow(dead_code)]
+    pub database_url: Option<SecretValue>,
+    /// Warnings found while loading (such as a secret read from the environment), for `serve` to log
+    /// once logging has started. They never hold a secret.
+    pub warnings: Vec<String>,
 }
 
 /// Reads `path` as TOML into a `RawConfig`.
@@ -223,19 +252,15 @@ fn origin(text: &str) -> Result<String, ConfigError> {
 }
 
 impl RawConfig {
-    /// Validates every key; the first bad one is reported.
+    /// Validates every key; the first bad one is reported. Secret references are resolved now.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        if let Some(url) = &self.database_url {
-            if !url.starts_with("sqlite:") {
-                return Err(bad(
-                    "database_url",
-                    "only the embedded SQLite store is available in this build; PostgreSQL support is not built yet",
-                ));
-            }
-        }
-        if self.nats_url.is_some() {
-            return Err(bad("nats_url", "clustering over NATS is not built yet; run a single node"));
-        }
+        self.validate_with_env(&|name: &str| std::env::var_os(name))
+    }
+
+    /// `validate`, with environment variables (`env:` references, `$CREDENTIALS_DIRECTORY`) looked
+    /// up through `env`.
+    fn validate_with_env(self, env: EnvLookup) -> Result<Config, ConfigError> {
+        let (database_url, warnings) = stores(self.database_url.as_deref(), self.nats_url.as_deref(), env)?;
         let listen = addr("listen", self.listen.as_deref().unwrap_or("127.0.0.1:8443"))?;
         let http_listen = self.http_listen.as_deref().map(|a| addr("http_listen", a)).transpose()?;
         let admin_listen = self.admin_listen.as_deref().map(|a| addr("admin_listen", a)).transpose()?;
@@ -370,6 +395,22 @@ impl RawConfig {
         if !matches!(log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
             return Err(bad("log.level", "must be one of error, warn, info, debug, trace"));
         }
+        let encryption = EncryptionConfig {
+            epoch_messages_max: ranged(
+                "encryption.epoch_messages_max",
+                self.encryption.epoch_messages_max,
+                limits::DEK_EPOCH_MESSAGES_MAX,
+                1,
+                100_000_000,
+            )?,
+            epoch_days_max: ranged(
+                "encryption.epoch_days_max",
+                self.encryption.epoch_days_max,
+                limits::DEK_EPOCH_DAYS_MAX,
+                1,
+                3_650,
+            )?,
+        };
         Ok(Config {
             listen,
             http_listen,
@@ -385,8 +426,38 @@ impl RawConfig {
             log_format,
             log_level,
             ws,
+            encryption,
+            database_url,
+            warnings,
         })
     }
+}
+
+/// The keys that can carry a secret (a password in a database or NATS URL), checked before any other
+/// so that a password written in the file is the error an admin sees first; then the refusals of what
+/// this build lacks. Returns the database URL and the warnings to log.
+fn stores(
+    database_url: Option<&str>,
+    nats_url: Option<&str>,
+    env: EnvLookup,
+) -> Result<(Option<SecretValue>, Vec<String>), ConfigError> {
+    let database_url =
+        database_url.map(|text| secrets::secret_url("database_url", text, UserInfo::NameOnly, env)).transpose()?;
+    let nats_url = nats_url.map(|text| secrets::secret_url("nats_url", text, UserInfo::Secret, env)).transpose()?;
+    let warnings = [&database_url, &nats_url].into_iter().flatten().filter_map(|r| r.warning.clone()).collect();
+    let database_url = database_url.map(|resolved| resolved.value);
+    if let Some(url) = &database_url {
+        if !url.expose_secret().starts_with("sqlite:") {
+            return Err(bad(
+                "database_url",
+                "only the embedded SQLite store is available in this build; PostgreSQL support is not built yet",
+            ));
+        }
+    }
+    if nats_url.is_some() {
+        return Err(bad("nats_url", "clustering over NATS is not built yet; run a single node"));
+    }
+    Ok((database_url, warnings))
 }
 
 fn app_config(s: RawSessions, l: RawLogin, p: RawPasswordHash) -> Result<rampart_app::AppConfig, ConfigError> {
@@ -522,5 +593,94 @@ mod tests {
     fn keys_and_data_must_live_apart() {
         let error = parse("data_dir = \"/x\"\nkey_dir = \"/x\"").expect_err("same dir");
         assert_eq!(error.key, "key_dir");
+    }
+    const PASSWORD: &str = "hunter2-correct-horse";
+
+    fn private_file(dir: &Path, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("database-url");
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn a_literal_password_in_database_url_is_refused_with_the_fix() {
+        // The [limits] value is bad too: the written password is the error reported.
+        let text = format!("database_url = \"postgres://rampart:{PASSWORD}@db/rampart\"\n[limits]\nbody_bytes_max = 1");
+        let error = parse(&text).expect_err("a literal password");
+        assert_eq!(error.key, "database_url");
+        assert!(error.reason.contains("database_url = \"file:/etc/rampart/database-url\""), "{error}");
+        assert!(error.reason.contains("database_url = \"credential:database-url\""), "{error}");
+        assert!(!error.to_string().contains(PASSWORD));
+    }
+
+    #[test]
+    fn the_database_url_flag_is_checked_like_the_file() {
+        // `--database-url` is laid over the raw config before validation, as here.
+        let raw = RawConfig {
+            database_url: Some(format!("postgres://db/rampart?password={PASSWORD}")),
+            ..RawConfig::default()
+        };
+        let error = raw.validate().expect_err("a literal password");
+        assert_eq!(error.key, "database_url");
+        assert!(error.reason.contains("file:"), "{error}");
+    }
+
+    #[test]
+    fn a_database_url_file_reference_passes_the_secret_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = private_file(dir.path(), &format!("postgres://rampart:{PASSWORD}@db/rampart\n"));
+        let error = parse(&format!("database_url = \"file:{}\"", path.display())).expect_err("PostgreSQL");
+        assert_eq!(error.key, "database_url");
+        assert!(error.reason.contains("not built yet") && !error.reason.contains("must not be written"), "{error}");
+        assert!(!error.to_string().contains(PASSWORD));
+
+        let url = format!("sqlite:/var/lib/rampart/{PASSWORD}.db");
+        let path = private_file(dir.path(), &format!("{url}\n"));
+        let config = parse(&format!("database_url = \"file:{}\"", path.display())).expect("a SQLite URL");
+        assert_eq!(config.database_url.as_ref().map(|u| u.expose_secret()), Some(url.as_str()));
+        assert!(config.warnings.is_empty());
+        assert!(!format!("{config:?}").contains(PASSWORD));
+    }
+
+    #[test]
+    fn an_env_database_url_works_with_a_warning() {
+        let raw: RawConfig = toml::from_str("database_url = \"env:RAMPART_DATABASE_URL\"").expect("toml");
+        let url = format!("sqlite:/var/lib/rampart/{PASSWORD}.db");
+        let env = |name: &str| (name == "RAMPART_DATABASE_URL").then(|| std::ffi::OsString::from(&url));
+        let config = raw.validate_with_env(&env).expect("valid");
+        assert_eq!(config.database_url.as_ref().map(|u| u.expose_secret()), Some(url.as_str()));
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0].contains("environment variable RAMPART_DATABASE_URL"), "{:?}", config.warnings);
+        assert!(!config.warnings[0].contains(PASSWORD));
+    }
+
+    #[test]
+    fn a_nats_token_is_refused_before_the_missing_feature() {
+        let error = parse(&format!("nats_url = \"nats://{PASSWORD}@nats:4222\"")).expect_err("a literal token");
+        assert_eq!(error.key, "nats_url");
+        assert!(error.reason.contains("nats_url = \"credential:nats-url\""), "{error}");
+        assert!(!error.to_string().contains(PASSWORD));
+        let error = parse("nats_url = \"nats://nats:4222\"").expect_err("not built");
+        assert!(error.reason.contains("not built yet"), "{error}");
+    }
+
+    #[test]
+    fn the_encryption_section_has_defaults_and_bounds() {
+        let config = parse("").expect("defaults");
+        assert_eq!(config.encryption.epoch_messages_max, limits::DEK_EPOCH_MESSAGES_MAX);
+        assert_eq!(config.encryption.epoch_days_max, limits::DEK_EPOCH_DAYS_MAX);
+        let config = parse("[encryption]\nepoch_messages_max = 500\nepoch_days_max = 7").expect("in range");
+        assert_eq!((config.encryption.epoch_messages_max, config.encryption.epoch_days_max), (500, 7));
+        for (text, key) in [
+            ("epoch_messages_max = 0", "encryption.epoch_messages_max"),
+            ("epoch_messages_max = 100000001", "encryption.epoch_messages_max"),
+            ("epoch_days_max = 0", "encryption.epoch_days_max"),
+            ("epoch_days_max = 3651", "encryption.epoch_days_max"),
+        ] {
+            assert_eq!(parse(&format!("[encryption]\n{text}")).expect_err(text).key, key);
+        }
+        assert!(toml::from_str::<RawConfig>("[encryption]\nepoch_max = 1").is_err());
     }
 }

@@ -8,6 +8,7 @@ mod fsutil;
 mod gateway;
 mod http;
 mod prefixed;
+mod secrets;
 mod server;
 mod tls;
 

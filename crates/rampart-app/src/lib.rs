@@ -10,6 +10,7 @@ mod audit;
 mod auth_cache;
 mod error;
 mod hashing;
+mod keys;
 mod messaging;
 mod sessions;
 
@@ -18,6 +19,7 @@ pub use admin::{IssuedInvitation, UserChange};
 pub use audit::Outcome;
 pub use error::AppError;
 pub use hashing::HashPool;
+pub use keys::{KekRotation, Reencryption};
 pub use messaging::{ChannelAccess, EventSink, NoLiveConnections, SendInput};
 pub use sessions::{Authenticated, NewSessionIssued, SessionEnded};
 

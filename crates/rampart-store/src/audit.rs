@@ -10,7 +10,7 @@ use sqlx::{Row, SqlitePool};
 
 use rampart_core::Timestamp;
 
-use crate::sqlite::{migrator, open_pool};
+use crate::sqlite::{migrate, open_pool};
 use crate::StoreResult;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "audit log", include_str!("../migrations/sqlite/audit_0001.sql"))];
@@ -53,8 +53,8 @@ pub struct SqliteAuditStore {
 
 impl SqliteAuditStore {
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        migrate(path, MIGRATIONS).await?;
         let pool = open_pool(path).await?;
-        migrator(MIGRATIONS).run(&pool).await?;
         Ok(Self { pool })
     }
 }

@@ -20,7 +20,7 @@ pub async fn run_all(store: &dyn Backend) {
     direct_channels_are_one_per_pair(store).await;
 }
 
-async fn new_channel(store: &dyn Backend, creator: &UserRecord, kind: ChannelKind) -> ChannelRecord {
+pub(crate) async fn new_channel(store: &dyn Backend, creator: &UserRecord, kind: ChannelKind) -> ChannelRecord {
     let channel = NewChannel {
         id: ChannelId::from_generated(id("chan")),
         kind,
@@ -35,7 +35,7 @@ async fn new_channel(store: &dyn Backend, creator: &UserRecord, kind: ChannelKin
     }
 }
 
-fn message(channel: &ChannelRecord, sender: &UserRecord, text: &str) -> NewMessage {
+pub(crate) fn message(channel: &ChannelRecord, sender: &UserRecord, text: &str) -> NewMessage {
     NewMessage {
         id: MessageId::from_generated(id("msg")),
         channel_id: channel.id.clone(),
@@ -47,7 +47,7 @@ fn message(channel: &ChannelRecord, sender: &UserRecord, text: &str) -> NewMessa
     }
 }
 
-async fn post(store: &dyn Backend, new: &NewMessage) -> EventRecord {
+pub(crate) async fn post(store: &dyn Backend, new: &NewMessage) -> EventRecord {
     match store.post_message(new).await.expect("post") {
         PostOutcome::Created(event) => event,
         other => panic!("post failed: {other:?}"),

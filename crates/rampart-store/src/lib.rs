@@ -8,14 +8,19 @@
 pub mod audit;
 pub mod conformance;
 mod conformance_channels;
+pub mod conformance_keys;
 mod model;
 mod model_channels;
+mod model_keys;
 pub mod sqlite;
+mod vault;
 
 pub use audit::{AuditEntry, AuditRow, AuditStore, SqliteAuditStore};
 pub use model::*;
 pub use model_channels::*;
+pub use model_keys::*;
 pub use sqlite::SqliteStore;
+pub use vault::{EpochPolicy, KeyConfig, ACTIVE_KEY_RECHECK_MS};
 
 use async_trait::async_trait;
 use rampart_core::channel::ChannelRole;
@@ -33,6 +38,16 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("a stored row is not valid: {0}")]
     Corrupt(&'static str),
+    #[error("{0}")]
+    Keys(#[from] rampart_crypto::KeyringError),
+    #[error("KEK version {0} is missing from key_dir (file kek-{0}.key); restore it from the key backup")]
+    KeyMissing(u32),
+    #[error(
+        "key_dir's kek-{0}.key does not match this database (its key check value differs): is key_dir the one that belongs to this data_dir?"
+    )]
+    KeyMismatch(u32),
+    #[error("{0} failed its integrity check")]
+    Integrity(&'static str),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -162,7 +177,26 @@ pub trait ChannelStore: Send + Sync + std::fmt::Debug {
     async fn member_channel_seqs(&self, user: &UserId) -> StoreResult<Vec<(ChannelId, i64)>>;
 }
 
-/// Everything the application needs from storage.
-pub trait Backend: Store + ChannelStore {}
+/// Encryption at rest, as `rampart keys` sees it. Sealing and opening bodies happens inside the
+/// backend on every write and read; these are the admin's operations on the keys themselves.
+#[async_trait]
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    async fn key_status(&self) -> StoreResult<KeyStatus>;
+    /// Makes a new KEK version (its file in `key_dir`) the active one; the previous turns
+    /// `retiring` until no data key is wrapped by it. Returns the new version.
+    async fn begin_kek_rotation(&self, at: Timestamp) -> StoreResult<u32>;
+    /// Re-wraps up to `limit` data keys that the active KEK does not wrap; returns how many.
+    async fn rewrap_data_keys(&self, limit: u32) -> StoreResult<u64>;
+    /// Retires every retiring KEK that wraps no data key and deletes its file.
+    async fn retire_unused_keks(&self, at: Timestamp) -> StoreResult<Vec<u32>>;
+    /// Starts a new epoch (a new data key) now for one channel or every channel; returns how many.
+    async fn start_epoch(&self, channel: Option<&ChannelId>, at: Timestamp) -> StoreResult<u64>;
+    /// Re-seals up to `limit` messages sealed under an older epoch with their channel's active
+    /// key. Resumable: it picks up whatever is still on an old epoch.
+    async fn reencrypt_messages(&self, limit: u32, at: Timestamp) -> StoreResult<ReencryptProgress>;
+}
 
-impl<T: Store + ChannelStore> Backend for T {}
+/// Everything the application needs from storage.
+pub trait Backend: Store + ChannelStore + KeyStore {}
+
+impl<T: Store + ChannelStore + KeyStore> Backend for T {}

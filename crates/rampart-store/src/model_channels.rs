@@ -53,8 +53,11 @@ pub struct MessageRecord {
     /// The seq of the event that created it.
     pub seq: i64,
     pub sender_id: UserId,
-    /// `None` once deleted.
+    /// `None` once deleted, or when the sealed body failed its integrity check.
     pub body: Option<MessageBody>,
+    /// The sealed body failed its integrity check (moved from another row, altered, or its key
+    /// is gone): the message is listed with no body, and the rest of the read goes on.
+    pub unreadable: bool,
     pub thread_id: Option<MessageId>,
     pub client_id: Option<ClientId>,
     pub created_at: Timestamp,

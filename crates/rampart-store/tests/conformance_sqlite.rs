@@ -1,14 +1,40 @@
 //! Runs the storage conformance suite against SQLite in a fresh temporary directory.
 
-use rampart_store::{conformance, SqliteStore};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rampart_store::{conformance, conformance_keys, EpochPolicy, KeyConfig, SqliteStore};
+
+fn key_dir(root: &Path) -> PathBuf {
+    let dir = root.join("keys");
+    std::fs::create_dir_all(&dir).expect("key dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("rampart.db")).await.expect("open");
+    let keys = KeyConfig { key_dir: key_dir(dir.path()), epoch: EpochPolicy::default() };
+    let store = SqliteStore::open(&dir.path().join("rampart.db"), &keys).await.expect("open");
     conformance::run_all(&store).await;
     // Opening again runs no migration twice and keeps the data.
     drop(store);
-    let again = SqliteStore::open(&dir.path().join("rampart.db")).await.expect("reopen");
+    let again = SqliteStore::open(&dir.path().join("rampart.db"), &keys).await.expect("reopen");
     conformance::users_round_trip_and_search(&again).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_passes_the_encryption_conformance_checks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let epoch = EpochPolicy { messages_max: conformance_keys::EPOCH_MESSAGES_MAX, days_max: 30 };
+    let keys = KeyConfig { key_dir: key_dir(dir.path()), epoch };
+    let store = SqliteStore::open(&dir.path().join("rampart.db"), &keys).await.expect("open");
+    conformance_keys::run_all(&store).await;
+    drop(store);
+    // The retired KEK's file is gone, so the messages read back below open only because every
+    // data key was re-wrapped under the new KEK.
+    assert!(!keys.key_dir.join("kek-1.key").exists(), "the retired KEK's file is deleted");
+    let again = SqliteStore::open(&dir.path().join("rampart.db"), &keys).await.expect("reopen after rotation");
+    conformance_keys::run_all(&again).await;
 }

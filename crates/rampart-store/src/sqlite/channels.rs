@@ -10,13 +10,16 @@ use rampart_core::channel::{ChannelKind, ChannelRole, EventKind};
 use rampart_core::validate::{ChannelName, ClientId, MessageBody, Topic};
 use rampart_core::{limits, ChannelId, MessageId, Timestamp, UserId};
 
+use super::keys::KeyMap;
 use super::SqliteStore;
 use crate::model_channels::*;
+use crate::vault::Vault;
 use crate::{ChannelStore, StoreError, StoreResult};
 
 const CHANNEL_COLUMNS: &str = "c.id, c.kind, c.name, c.topic, c.created_by, c.created_at, c.archived, c.last_seq";
 const MESSAGE_COLUMNS: &str =
-    "m.id, m.channel_id, m.seq, m.sender_id, m.body, m.thread_id, m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count";
+    "m.id, m.channel_id, m.seq, m.sender_id, m.body, m.key_epoch, m.legacy_body, m.thread_id, \
+     m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count";
 
 fn parse_id<T>(text: Option<String>, parse: fn(&str) -> Option<T>, what: &'static str) -> StoreResult<Option<T>> {
     text.map(|t| parse(&t).ok_or(StoreError::Corrupt(what))).transpose()
@@ -37,20 +40,55 @@ fn channel_from_row(row: &SqliteRow) -> StoreResult<ChannelRecord> {
     })
 }
 
+/// The data key a message row's body is sealed under, if it has a sealed body.
+fn sealing_key(row: &SqliteRow) -> Option<(ChannelId, i64)> {
+    let epoch = row.try_get::<Option<i64>, _>("key_epoch").ok()??;
+    let channel = row.try_get::<Option<String>, _>("channel_id").ok()??;
+    Some((ChannelId::parse(&channel)?, epoch))
+}
+
+/// A message's body: opened with its data key (or, before it is sealed, as stored in clear), and
+/// whether it failed its integrity check — then the body is withheld and the read goes on.
+fn open_row_body(
+    row: &SqliteRow,
+    id: &MessageId,
+    channel: &ChannelId,
+    keys: &KeyMap,
+) -> StoreResult<(Option<MessageBody>, bool)> {
+    let sealed: Option<Vec<u8>> = row.try_get("body")?;
+    let epoch: Option<i64> = row.try_get("key_epoch")?;
+    match (sealed, epoch) {
+        (Some(sealed), Some(epoch)) => {
+            let body =
+                keys.get(&(channel.clone(), epoch)).and_then(|key| Vault::open_body(key, channel, id, epoch, &sealed));
+            if body.is_none() {
+                tracing::error!(message_id = %id.as_str(), "a stored message failed its integrity check; its body is withheld");
+            }
+            let unreadable = body.is_none();
+            Ok((body, unreadable))
+        }
+        _ => Ok((row.try_get::<Option<String>, _>("legacy_body")?.map(MessageBody::from_stored), false)),
+    }
+}
+
 /// A message from a row whose message columns carry their table names; `None` when the row has
-/// no message (a LEFT JOIN that found none).
-fn message_from_row(row: &SqliteRow) -> StoreResult<Option<MessageRecord>> {
+/// no message (a LEFT JOIN that found none). `keys` must hold the row's data key.
+fn message_from_row(row: &SqliteRow, keys: &KeyMap) -> StoreResult<Option<MessageRecord>> {
     let Some(id) = row.try_get::<Option<String>, _>("id")? else {
         return Ok(None);
     };
     let channel_id: String = row.try_get("channel_id")?;
     let sender_id: String = row.try_get("sender_id")?;
+    let id = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
+    let channel_id = ChannelId::parse(&channel_id).ok_or(StoreError::Corrupt("message channel"))?;
+    let (body, unreadable) = open_row_body(row, &id, &channel_id, keys)?;
     Ok(Some(MessageRecord {
-        id: MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?,
-        channel_id: ChannelId::parse(&channel_id).ok_or(StoreError::Corrupt("message channel"))?,
+        id,
+        channel_id,
         seq: row.try_get("seq")?,
         sender_id: UserId::parse(&sender_id).ok_or(StoreError::Corrupt("message sender"))?,
-        body: row.try_get::<Option<String>, _>("body")?.map(MessageBody::from_stored),
+        body,
+        unreadable,
         thread_id: parse_id(row.try_get("thread_id")?, MessageId::parse, "thread id")?,
         client_id: row.try_get::<Option<String>, _>("client_id")?.map(ClientId::from_stored),
         created_at: Timestamp(row.try_get("created_at")?),
@@ -97,15 +135,6 @@ async fn channel_in(conn: &mut SqliteConnection, id: &ChannelId) -> StoreResult<
     row.as_ref().map(channel_from_row).transpose()
 }
 
-async fn message_in(conn: &mut SqliteConnection, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?");
-    let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *conn).await?;
-    match row {
-        Some(row) => message_from_row(&row),
-        None => Ok(None),
-    }
-}
-
 async fn member_event(
     conn: &mut SqliteConnection,
     channel: &ChannelId,
@@ -143,28 +172,50 @@ async fn insert_member(
     Ok(())
 }
 
-async fn message_event(
-    conn: &mut SqliteConnection,
-    message: &MessageId,
-    kind: EventKind,
-    at: Timestamp,
-) -> StoreResult<Option<EventRecord>> {
-    let Some(current) = message_in(conn, message).await? else {
-        return Ok(None);
-    };
-    let seq = append_event(conn, &current.channel_id, kind, Some(message), None, at).await?;
-    Ok(Some(EventRecord {
-        channel_id: current.channel_id.clone(),
-        seq,
-        kind,
-        at,
-        message: Some(current),
-        user_id: None,
-        channel: None,
-    }))
-}
-
 impl SqliteStore {
+    /// Messages from rows, each opened with its data key.
+    async fn messages_from_rows(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &[SqliteRow],
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let keys = self.key_map(conn, rows.iter().filter_map(sealing_key)).await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            messages.extend(message_from_row(row, &keys)?);
+        }
+        Ok(messages)
+    }
+
+    async fn message_in(&self, conn: &mut SqliteConnection, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?");
+        let rows: Vec<SqliteRow> =
+            sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *conn).await?.into_iter().collect();
+        Ok(self.messages_from_rows(conn, &rows).await?.pop())
+    }
+
+    async fn message_event(
+        &self,
+        conn: &mut SqliteConnection,
+        message: &MessageId,
+        kind: EventKind,
+        at: Timestamp,
+    ) -> StoreResult<Option<EventRecord>> {
+        let Some(current) = self.message_in(conn, message).await? else {
+            return Ok(None);
+        };
+        let seq = append_event(conn, &current.channel_id, kind, Some(message), None, at).await?;
+        Ok(Some(EventRecord {
+            channel_id: current.channel_id.clone(),
+            seq,
+            kind,
+            at,
+            message: Some(current),
+            user_id: None,
+            channel: None,
+        }))
+    }
+
     /// Replaces a live message's body (`Some`), or destroys it leaving a tombstone (`None`), and
     /// writes the matching event; `None` when the message is missing or already deleted.
     async fn rewrite_message(
@@ -173,15 +224,37 @@ impl SqliteStore {
         body: Option<&MessageBody>,
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>> {
+        // An edit is sealed under the channel's active key before the transaction: finding that
+        // key may write a new epoch, which must not wait behind this transaction's lock.
+        let sealed = match body {
+            Some(body) => {
+                let channel: Option<String> = sqlx::query_scalar("SELECT channel_id FROM messages WHERE id = ?")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(channel) = channel.and_then(|c| ChannelId::parse(&c)) else {
+                    return Ok(None);
+                };
+                let key = self.active_key(&channel, at).await?;
+                Some((Vault::seal_body(&key, &channel, id, body), key.epoch))
+            }
+            None => None,
+        };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let (update, kind) = match body {
-            Some(body) => (
-                sqlx::query("UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = 0")
-                    .bind(body.as_str()),
+        let (update, kind) = match sealed {
+            Some((sealed, epoch)) => (
+                sqlx::query(
+                    "UPDATE messages SET body = ?, key_epoch = ?, legacy_body = NULL, edited_at = ? WHERE id = ? AND deleted = 0",
+                )
+                .bind(sealed)
+                .bind(epoch),
                 EventKind::MessageEdited,
             ),
             None => (
-                sqlx::query("UPDATE messages SET body = NULL, deleted = 1, edited_at = ? WHERE id = ? AND deleted = 0"),
+                sqlx::query(
+                    "UPDATE messages SET body = NULL, key_epoch = NULL, legacy_body = NULL, deleted = 1, edited_at = ?
+                     WHERE id = ? AND deleted = 0",
+                ),
                 EventKind::MessageDeleted,
             ),
         };
@@ -189,7 +262,7 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        let event = message_event(&mut tx, id, kind, at).await?;
+        let event = self.message_event(&mut tx, id, kind, at).await?;
         tx.commit().await?;
         Ok(event)
     }
@@ -201,13 +274,14 @@ impl SqliteStore {
             let sql = format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = ? AND m.sender_id = ? AND m.client_id = ?"
             );
-            let row = sqlx::query(&sql)
+            let mut conn = self.pool.acquire().await?;
+            let rows = sqlx::query(&sql)
                 .bind(message.channel_id.as_str())
                 .bind(message.sender_id.as_str())
                 .bind(client_id.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
-            if let Some(first) = row.as_ref().map(message_from_row).transpose()?.flatten() {
+            if let Some(first) = self.messages_from_rows(&mut conn, &rows).await?.pop() {
                 return Ok(PostOutcome::Duplicate(first));
             }
         }
@@ -454,9 +528,11 @@ impl ChannelStore for SqliteStore {
         // One statement: the seq is read and taken under the write lock it holds, and the
         // trigger writes the event. No row back means a repeated client id, a thread that is not
         // a top-level message of this channel, or a missing channel — told apart below (rare).
+        let key = self.active_key(&message.channel_id, message.created_at).await?;
+        let sealed = Vault::seal_body(&key, &message.channel_id, &message.id, &message.body);
         let seq: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (id, channel_id, seq, sender_id, body, thread_id, client_id, created_at)
-             SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?5, ?6, ?7 FROM channels c
+            "INSERT INTO messages (id, channel_id, seq, sender_id, body, key_epoch, thread_id, client_id, created_at)
+             SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?8, ?5, ?6, ?7 FROM channels c
              WHERE c.id = ?2 AND (?5 IS NULL OR EXISTS
                (SELECT 1 FROM messages p WHERE p.id = ?5 AND p.channel_id = ?2 AND p.thread_id IS NULL))
              ON CONFLICT DO NOTHING
@@ -465,10 +541,11 @@ impl ChannelStore for SqliteStore {
         .bind(message.id.as_str())
         .bind(message.channel_id.as_str())
         .bind(message.sender_id.as_str())
-        .bind(message.body.as_str())
+        .bind(sealed)
         .bind(message.thread_id.as_ref().map(MessageId::as_str))
         .bind(message.client_id.as_ref().map(ClientId::as_str))
         .bind(message.created_at.0)
+        .bind(key.epoch)
         .fetch_optional(&self.pool)
         .await?;
         let Some(seq) = seq else {
@@ -480,6 +557,7 @@ impl ChannelStore for SqliteStore {
             seq,
             sender_id: message.sender_id.clone(),
             body: Some(message.body.clone()),
+            unreadable: false,
             thread_id: message.thread_id.clone(),
             client_id: message.client_id.clone(),
             created_at: message.created_at,
@@ -500,7 +578,7 @@ impl ChannelStore for SqliteStore {
 
     async fn message(&self, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
         let mut conn = self.pool.acquire().await?;
-        message_in(&mut conn, id).await
+        self.message_in(&mut conn, id).await
     }
 
     async fn edit_message(
@@ -525,18 +603,16 @@ impl ChannelStore for SqliteStore {
             "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.channel_id = ?1 AND m.seq > ?2 AND m.seq < ?3 {thread_filter}
              ORDER BY m.seq {order} LIMIT ?5"
         );
+        let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(&sql)
             .bind(channel.as_str())
             .bind(query.after_seq.unwrap_or(0))
             .bind(query.before_seq.unwrap_or(i64::MAX))
             .bind(query.thread_id.map(MessageId::as_str))
             .bind(i64::from(query.limit) + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in &rows {
-            messages.extend(message_from_row(row)?);
-        }
+        let mut messages = self.messages_from_rows(&mut conn, &rows).await?;
         let has_more = messages.len() > query.limit as usize;
         messages.truncate(query.limit as usize);
         if !forward {
@@ -551,8 +627,11 @@ impl ChannelStore for SqliteStore {
              FROM events e LEFT JOIN messages m ON m.id = e.message_id
              WHERE e.channel_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
         );
+        let mut conn = self.pool.acquire().await?;
         let rows =
-            sqlx::query(&sql).bind(channel.as_str()).bind(after).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+            sqlx::query(&sql).bind(channel.as_str()).bind(after).bind(i64::from(limit)).fetch_all(&mut *conn).await?;
+        let keys = self.key_map(&mut conn, rows.iter().filter_map(sealing_key)).await?;
+        drop(conn);
         let mut channel_record = None;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -567,7 +646,7 @@ impl ChannelStore for SqliteStore {
                 seq: row.try_get("e_seq")?,
                 kind,
                 at: Timestamp(row.try_get("e_at")?),
-                message: message_from_row(row)?,
+                message: message_from_row(row, &keys)?,
                 user_id: parse_id(row.try_get("e_user_id")?, UserId::parse, "event user")?,
                 channel: if needs_channel { channel_record.clone() } else { None },
             });

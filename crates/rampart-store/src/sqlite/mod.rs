@@ -3,22 +3,25 @@
 //! transactions, so SQLite's single writer makes them atomic without upgrade deadlocks.
 
 mod channels;
+mod keys;
 
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
 use rampart_core::throttle::{ThrottleScope, ThrottleState};
 use rampart_core::validate::{DirectoryQuery, DisplayName, Username};
 use rampart_core::{Role, SessionId, Timestamp, UserId};
 
 use crate::model::*;
+use crate::vault::{KeyConfig, Vault};
 use crate::{Store, StoreError, StoreResult, ThrottleStep};
 
 /// Connections in the pool: SQLite has one writer, readers run alongside it in WAL mode.
@@ -34,10 +37,11 @@ pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 /// How long a statement waits for the write lock before failing.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "accounts", include_str!("../../migrations/sqlite/0001_accounts.sql")),
     (2, "messaging", include_str!("../../migrations/sqlite/0002_messaging.sql")),
     (3, "message trigger", include_str!("../../migrations/sqlite/0003_message_trigger.sql")),
+    (4, "encryption", include_str!("../../migrations/sqlite/0004_encryption.sql")),
 ];
 
 /// The versioned migrations, embedded in the binary, run by sqlx's migrator.
@@ -51,8 +55,8 @@ pub(crate) fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
-/// Opens (creating if needed) a SQLite file in WAL mode with foreign keys on.
-pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
+/// How every connection to a SQLite file is set up: WAL mode, foreign keys on.
+fn connect_options(path: &Path) -> StoreResult<SqliteConnectOptions> {
     let options = SqliteConnectOptions::from_str("sqlite://")?
         .filename(path)
         .create_if_missing(true)
@@ -65,7 +69,26 @@ pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
         .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         // Pages read through a shared mapping instead of copied by read(): every write makes
         // the other pooled connections drop their page caches, so reads are frequent.
-        .pragma("mmap_size", MMAP_BYTES.to_string());
+        .pragma("mmap_size", MMAP_BYTES.to_string())
+        // Deleted content (a destroyed message, a replaced ciphertext) is overwritten with zeros,
+        // not left in free pages.
+        .pragma("secure_delete", "ON");
+    Ok(options)
+}
+
+/// Brings the schema of the file at `path` up to date on a connection of its own with foreign
+/// keys off, as SQLite's procedure for rebuilding a table requires (its checks hold again on
+/// every other connection).
+pub(crate) async fn migrate(path: &Path, list: &[(i64, &'static str, &'static str)]) -> StoreResult<()> {
+    let mut conn = SqliteConnection::connect_with(&connect_options(path)?.foreign_keys(false)).await?;
+    migrator(list).run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Opens (creating if needed) a SQLite file in WAL mode with foreign keys on.
+pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
+    let options = connect_options(path)?;
     let pool = SqlitePoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
     Ok(pool)
 }
@@ -73,14 +96,21 @@ pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    pub(crate) vault: Arc<Vault>,
 }
 
 impl SqliteStore {
-    /// Opens the database at `path` and brings its schema up to date.
-    pub async fn open(path: &Path) -> StoreResult<Self> {
+    /// Opens the database at `path`, brings its schema up to date, checks the keyring in
+    /// `keys.key_dir` against it (refusing a missing or wrong KEK), and seals any body still
+    /// stored in clear.
+    pub async fn open(path: &Path, keys: &KeyConfig) -> StoreResult<Self> {
+        let vault = Arc::new(Vault::open(keys)?);
+        migrate(path, MIGRATIONS).await?;
         let pool = open_pool(path).await?;
-        migrator(MIGRATIONS).run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool, vault };
+        store.check_keyring().await?;
+        store.seal_legacy_bodies().await?;
+        Ok(store)
     }
 
     /// Writes the WAL back into the main file (used before copying or inspecting the files).

@@ -2,6 +2,7 @@
 //! overrides defaults.
 
 mod invite;
+mod keys;
 mod serve;
 
 use std::path::PathBuf;
@@ -23,19 +24,47 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create a one-time invitation and print only its token on stdout.
     Invite(InviteArgs),
+    /// Encryption at rest: key status and rotations (safe while the server runs).
+    Keys(KeysArgs),
 }
 
-/// Flags every subcommand that touches a deployment shares.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// The active KEK, KEK versions and the data keys each wraps, channels and epochs.
+    Status,
+    /// Make a new KEK, re-wrap every data key under it, and retire (delete) the old one.
+    RotateKek,
+    /// Start a new data-key epoch now, for one channel or every channel.
+    RotateDek {
+        /// The channel; every channel when left out.
+        #[arg(long, value_name = "ID")]
+        channel: Option<String>,
+    },
+    /// Re-seal messages of older epochs under their channel's current data key (resumable).
+    Reencrypt,
+}
+
+/// Flags every subcommand that touches a deployment shares. Global, so that `rampart keys
+/// status --config F` and `rampart keys --config F status` both work.
 #[derive(Debug, Args)]
 pub struct DeploymentArgs {
     /// The config file (TOML); see rampart.example.toml.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub key_dir: Option<PathBuf>,
-    #[arg(long, value_name = "URL")]
+    /// The database; a URL with a password must be a reference (file:/path, credential:NAME).
+    #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 }
 
@@ -111,6 +140,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite(args) => {
             let config = load(&args.deployment, |_| {})?;
             invite::run(config, &args.role, args.expires_in_hours).await
+        }
+        Command::Keys(args) => {
+            let config = load(&args.deployment, |_| {})?;
+            keys::run(config, args.command).await
         }
     }
 }

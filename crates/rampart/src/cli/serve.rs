@@ -44,7 +44,17 @@ pub async fn open_app(config: &Config, sink: Arc<dyn rampart_app::EventSink>) ->
         fsutil::ensure_private_dir(dir)?;
     }
     fsutil::check_private_dir(&config.key_dir)?;
-    let store = rampart_store::SqliteStore::open(&config.data_dir.join("rampart.db"))
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let keys = rampart_store::KeyConfig {
+        key_dir: config.key_dir.clone(),
+        epoch: rampart_store::EpochPolicy {
+            messages_max: config.encryption.epoch_messages_max,
+            days_max: config.encryption.epoch_days_max,
+        },
+    };
+    let store = rampart_store::SqliteStore::open(&config.data_dir.join("rampart.db"), &keys)
         .await
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     store.spawn_checkpointer();

@@ -238,7 +238,22 @@ pub struct MessageView {
     pub edited_at: Option<String>,
     pub deleted: bool,
     pub reply_count: i64,
+    /// Present only when the stored body failed its integrity check (`body` is then `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<MessageProblem>,
 }
+
+/// Why a message is listed without its body although it is not deleted.
+#[derive(Serialize)]
+pub struct MessageProblem {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+const INTEGRITY_PROBLEM: MessageProblem = MessageProblem {
+    code: "integrity_error",
+    message: "This message's stored text failed its integrity check and cannot be shown.",
+};
 
 impl From<&MessageRecord> for MessageView {
     fn from(message: &MessageRecord) -> Self {
@@ -254,6 +269,7 @@ impl From<&MessageRecord> for MessageView {
             edited_at: message.edited_at.map(rfc3339),
             deleted: message.deleted,
             reply_count: message.reply_count,
+            error: message.unreadable.then_some(INTEGRITY_PROBLEM),
         }
     }
 }

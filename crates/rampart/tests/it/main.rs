@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod cli;
 mod edge;
+mod encryption;
 mod messaging;
 mod openapi;
 mod support;

@@ -144,6 +144,11 @@ impl Server {
         client_trusting(&[self.ca_pem()], true)
     }
 
+    /// Runs `rampart WORDS… --config … --data-dir … --key-dir …` against this deployment.
+    pub fn rampart(&self, words: &[&str]) -> std::process::Output {
+        deployment_command(&self.dirs, &self.config, words).output().expect("run rampart")
+    }
+
     /// Runs `rampart invite` against this deployment and returns the token.
     pub fn invite(&self, role: &str) -> String {
         let output = Command::new(BIN)
@@ -376,6 +381,20 @@ impl Ws {
             }
         }
     }
+}
+
+/// `rampart WORDS…` with a deployment's config and directories.
+pub fn deployment_command(dirs: &Dirs, config: &std::path::Path, words: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(words)
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dirs.data())
+        .arg("--key-dir")
+        .arg(dirs.keys());
+    command
 }
 
 /// JSON helpers for the messaging API.

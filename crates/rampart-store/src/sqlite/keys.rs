@@ -1,0 +1,474 @@
+//! SQLite side of encryption at rest: KEK versions and their check values, wrapped data keys per
+//! channel epoch, finding (or starting) a channel's active epoch, sealing bodies stored in clear
+//! before encryption existed, and the rotations behind `rampart keys`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{Row, SqliteConnection};
+
+use rampart_core::{ChannelId, MessageId, Timestamp};
+use rampart_crypto::{DataKey, Keyring};
+
+use super::SqliteStore;
+use crate::vault::{ActiveKey, DataKeyRow, Vault};
+use crate::{KekState, KekStatus, KeyStatus, KeyStore, ReencryptProgress, StoreError, StoreResult};
+
+/// Tries at finding or making a channel's active key before giving up (each lost race to a
+/// concurrent writer costs one).
+const ACTIVE_KEY_ATTEMPTS_MAX: usize = 4;
+/// Bodies sealed per transaction when sealing old clear-text rows at start.
+const LEGACY_SEAL_BATCH_MAX: i64 = 500;
+
+/// Unwrapped data keys by (channel, epoch), for opening the rows of one read.
+pub(crate) type KeyMap = HashMap<(ChannelId, i64), Arc<DataKey>>;
+
+fn data_key_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<DataKeyRow> {
+    let channel: String = row.try_get("channel_id")?;
+    let kek_version: i64 = row.try_get("kek_version")?;
+    Ok(DataKeyRow {
+        channel_id: ChannelId::parse(&channel).ok_or(StoreError::Corrupt("data key channel"))?,
+        epoch: row.try_get("epoch")?,
+        kek_version: u32::try_from(kek_version).map_err(|_| StoreError::Corrupt("KEK version"))?,
+        wrapped: row.try_get("wrapped")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        sealed_count: row.try_get("sealed_count")?,
+    })
+}
+
+const DATA_KEY_COLUMNS: &str = "channel_id, epoch, kek_version, wrapped, created_at, sealed_count";
+
+async fn data_key_row(conn: &mut SqliteConnection, channel: &ChannelId, epoch: i64) -> StoreResult<Option<DataKeyRow>> {
+    let sql = format!("SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE channel_id = ? AND epoch = ?");
+    let row = sqlx::query(&sql).bind(channel.as_str()).bind(epoch).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(data_key_from_row).transpose()
+}
+
+async fn active_kek_version(conn: &mut SqliteConnection) -> StoreResult<u32> {
+    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM kek_versions WHERE state = 'active'")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let version = version.ok_or(StoreError::Corrupt("no active KEK version"))?;
+    u32::try_from(version).map_err(|_| StoreError::Corrupt("KEK version"))
+}
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+impl SqliteStore {
+    /// Checks the keyring against the database at open: every KEK version still in use must be
+    /// in `key_dir` with the check value recorded for it. A fresh database gets KEK version 1.
+    pub(crate) async fn check_keyring(&self) -> StoreResult<()> {
+        let rows: Vec<(i64, Vec<u8>, String)> =
+            sqlx::query_as("SELECT version, check_value, state FROM kek_versions ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?;
+        let keyring = self.vault.keyring();
+        if rows.is_empty() {
+            let kek = match keyring.versions().max() {
+                Some(version) => keyring.get(version).ok_or(StoreError::KeyMissing(version))?,
+                None => Arc::new(Keyring::create(self.vault.key_dir(), 1).map_err(StoreError::Keys)?),
+            };
+            sqlx::query(
+                "INSERT INTO kek_versions (version, check_value, state, created_at) VALUES (?, ?, 'active', ?)",
+            )
+            .bind(i64::from(kek.version()))
+            .bind(kek.check_value().to_vec())
+            .bind(now().0)
+            .execute(&self.pool)
+            .await?;
+            self.vault.reload_keyring()?;
+            return Ok(());
+        }
+        for (version, check_value, state) in rows {
+            let version = u32::try_from(version).map_err(|_| StoreError::Corrupt("KEK version"))?;
+            if state == "retired" {
+                continue;
+            }
+            let kek = keyring.get(version).ok_or(StoreError::KeyMissing(version))?;
+            if kek.check_value().as_slice() != check_value.as_slice() {
+                return Err(StoreError::KeyMismatch(version));
+            }
+        }
+        Ok(())
+    }
+
+    /// The channel's active data key, starting a new epoch when there is none or the current one
+    /// has sealed its share of messages or grown too old.
+    pub(crate) async fn active_key(&self, channel: &ChannelId, at: Timestamp) -> StoreResult<ActiveKey> {
+        if let Some(key) = self.vault.take_active(channel, at) {
+            return Ok(key);
+        }
+        let mut conn = self.pool.acquire().await?;
+        for _ in 0..ACTIVE_KEY_ATTEMPTS_MAX {
+            let sql =
+                format!("SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE channel_id = ? ORDER BY epoch DESC LIMIT 1");
+            let latest = sqlx::query(&sql).bind(channel.as_str()).fetch_optional(&mut *conn).await?;
+            let latest = latest.as_ref().map(data_key_from_row).transpose()?;
+            match latest {
+                Some(row) if !self.vault.is_spent(row.created_at, row.sealed_count, at) => {
+                    let key = self.vault.unwrap(&row)?;
+                    return Ok(self.vault.set_active(&row, key));
+                }
+                _ => {
+                    let epoch = latest.map_or(1, |row| row.epoch + 1);
+                    self.insert_epoch(&mut conn, channel, epoch, at).await?;
+                }
+            }
+        }
+        Err(StoreError::Corrupt("no data key could be made for the channel"))
+    }
+
+    /// Writes a new epoch's data key, wrapped by the KEK the database names active (another
+    /// process may have rotated it); writes nothing if that epoch exists or the KEK changed
+    /// meanwhile — the caller reads again.
+    async fn insert_epoch(
+        &self,
+        conn: &mut SqliteConnection,
+        channel: &ChannelId,
+        epoch: i64,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let version = active_kek_version(conn).await?;
+        let kek = self.vault.kek(version)?;
+        let (_key, wrapped) = Vault::new_data_key(&kek, channel, epoch);
+        let done = sqlx::query(
+            "INSERT INTO data_keys (channel_id, epoch, kek_version, wrapped, created_at)
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM kek_versions WHERE version = ?3 AND state = 'active')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(channel.as_str())
+        .bind(epoch)
+        .bind(i64::from(version))
+        .bind(wrapped)
+        .bind(at.0)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The unwrapped keys for `needed`. A key that is missing or fails to unwrap is left out (and
+    /// logged): the messages it sealed read as unreadable, the others still load.
+    pub(crate) async fn key_map(
+        &self,
+        conn: &mut SqliteConnection,
+        needed: impl IntoIterator<Item = (ChannelId, i64)>,
+    ) -> StoreResult<KeyMap> {
+        let mut keys = KeyMap::new();
+        for id in needed {
+            if keys.contains_key(&id) {
+                continue;
+            }
+            if let Some(key) = self.vault.cached(&id) {
+                keys.insert(id, key);
+                continue;
+            }
+            let Some(row) = data_key_row(conn, &id.0, id.1).await? else {
+                tracing::error!(channel_id = %id.0.as_str(), epoch = id.1, "a message names a data key that does not exist");
+                continue;
+            };
+            match self.vault.unwrap(&row) {
+                Ok(key) => {
+                    keys.insert(id, key);
+                }
+                Err(error) => {
+                    tracing::error!(channel_id = %id.0.as_str(), epoch = id.1, %error, "a data key did not unwrap");
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Seals every body stored in clear before encryption at rest existed, in batches, then
+    /// truncates the WAL so no clear copy stays in it. Deleted content is zeroed by
+    /// `secure_delete`.
+    pub(crate) async fn seal_legacy_bodies(&self) -> StoreResult<u64> {
+        let mut sealed = 0u64;
+        loop {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT id, channel_id, legacy_body FROM messages WHERE legacy_body IS NOT NULL LIMIT ?",
+            )
+            .bind(LEGACY_SEAL_BATCH_MAX)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            // Keys first: making one writes, which must not wait behind this batch's transaction.
+            let mut keys: HashMap<ChannelId, ActiveKey> = HashMap::new();
+            for (_, channel, _) in &rows {
+                let channel = ChannelId::parse(channel).ok_or(StoreError::Corrupt("message channel"))?;
+                if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(channel) {
+                    let key = self.active_key(slot.key(), now()).await?;
+                    slot.insert(key);
+                }
+            }
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            for (id, channel, body) in rows {
+                let channel = ChannelId::parse(&channel).ok_or(StoreError::Corrupt("message channel"))?;
+                let message = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
+                let key = keys.get(&channel).ok_or(StoreError::Corrupt("message channel"))?;
+                let body = rampart_core::validate::MessageBody::from_stored(body);
+                let sealed_body = Vault::seal_body(key, &channel, &message, &body);
+                sqlx::query("UPDATE messages SET body = ?, key_epoch = ?, legacy_body = NULL WHERE id = ?")
+                    .bind(sealed_body)
+                    .bind(key.epoch)
+                    .bind(message.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sealed += 1;
+            }
+            tx.commit().await?;
+        }
+        if sealed > 0 {
+            self.checkpoint().await?;
+            tracing::info!(messages = sealed, "sealed message bodies stored in clear before encryption at rest");
+        }
+        Ok(sealed)
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn key_status(&self) -> StoreResult<KeyStatus> {
+        let keks: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT k.version, k.state, (SELECT COUNT(*) FROM data_keys d WHERE d.kek_version = k.version)
+             FROM kek_versions k ORDER BY k.version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let (channels, data_keys): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(DISTINCT channel_id), COUNT(*) FROM data_keys").fetch_one(&self.pool).await?;
+        let stale: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages m WHERE m.body IS NOT NULL
+             AND m.key_epoch < (SELECT MAX(epoch) FROM data_keys d WHERE d.channel_id = m.channel_id)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let keks = keks
+            .into_iter()
+            .map(|(version, state, data_keys)| {
+                Ok(KekStatus {
+                    version: u32::try_from(version).map_err(|_| StoreError::Corrupt("KEK version"))?,
+                    state: KekState::parse(&state).ok_or(StoreError::Corrupt("KEK state"))?,
+                    data_keys: u64::try_from(data_keys).unwrap_or(0),
+                    in_key_dir: self.vault.keyring().get(u32::try_from(version).unwrap_or(0)).is_some(),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(KeyStatus {
+            keks,
+            channels_with_keys: u64::try_from(channels).unwrap_or(0),
+            data_keys: u64::try_from(data_keys).unwrap_or(0),
+            messages_on_old_epochs: u64::try_from(stale).unwrap_or(0),
+        })
+    }
+
+    async fn begin_kek_rotation(&self, at: Timestamp) -> StoreResult<u32> {
+        let keyring = self.vault.reload_keyring()?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let highest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM kek_versions").fetch_one(&mut *tx).await?;
+        let highest = u32::try_from(highest.unwrap_or(0)).map_err(|_| StoreError::Corrupt("KEK version"))?;
+        // A file left by an interrupted rotation is never overwritten: skip past it.
+        let version = highest.max(keyring.versions().max().unwrap_or(0)) + 1;
+        let kek = Keyring::create(self.vault.key_dir(), version).map_err(StoreError::Keys)?;
+        sqlx::query("UPDATE kek_versions SET state = 'retiring' WHERE state = 'active'").execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO kek_versions (version, check_value, state, created_at) VALUES (?, ?, 'active', ?)")
+            .bind(i64::from(version))
+            .bind(kek.check_value().to_vec())
+            .bind(at.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.vault.reload_keyring()?;
+        Ok(version)
+    }
+
+    async fn rewrap_data_keys(&self, limit: u32) -> StoreResult<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let active = active_kek_version(&mut tx).await?;
+        let kek = self.vault.kek(active)?;
+        let sql = format!("SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE kek_version != ? LIMIT ?");
+        let rows = sqlx::query(&sql).bind(i64::from(active)).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        let mut done = 0;
+        for row in &rows {
+            let row = data_key_from_row(row)?;
+            let key = self.vault.unwrap(&row)?;
+            let wrapped = kek.wrap(&key, &crate::vault::data_key_aad(&row.channel_id, row.epoch));
+            sqlx::query("UPDATE data_keys SET kek_version = ?, wrapped = ? WHERE channel_id = ? AND epoch = ?")
+                .bind(i64::from(active))
+                .bind(wrapped)
+                .bind(row.channel_id.as_str())
+                .bind(row.epoch)
+                .execute(&mut *tx)
+                .await?;
+            done += 1;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn retire_unused_keks(&self, at: Timestamp) -> StoreResult<Vec<u32>> {
+        let retired: Vec<i64> = sqlx::query_scalar(
+            "UPDATE kek_versions SET state = 'retired', retired_at = ?
+             WHERE state = 'retiring' AND NOT EXISTS (SELECT 1 FROM data_keys d WHERE d.kek_version = kek_versions.version)
+             RETURNING version",
+        )
+        .bind(at.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut versions = Vec::with_capacity(retired.len());
+        for version in retired {
+            let version = u32::try_from(version).map_err(|_| StoreError::Corrupt("KEK version"))?;
+            Keyring::remove(self.vault.key_dir(), version).map_err(StoreError::Keys)?;
+            versions.push(version);
+        }
+        if !versions.is_empty() {
+            self.vault.reload_keyring()?;
+        }
+        Ok(versions)
+    }
+
+    async fn start_epoch(&self, channel: Option<&ChannelId>, at: Timestamp) -> StoreResult<u64> {
+        let channels: Vec<String> = match channel {
+            Some(id) => {
+                sqlx::query_scalar("SELECT id FROM channels WHERE id = ?")
+                    .bind(id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query_scalar("SELECT id FROM channels ORDER BY id").fetch_all(&self.pool).await?,
+        };
+        let mut conn = self.pool.acquire().await?;
+        let mut started = 0;
+        for id in channels {
+            let id = ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?;
+            let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(epoch) FROM data_keys WHERE channel_id = ?")
+                .bind(id.as_str())
+                .fetch_one(&mut *conn)
+                .await?;
+            if self.insert_epoch(&mut conn, &id, latest.unwrap_or(0) + 1, at).await? {
+                started += 1;
+            }
+        }
+        self.vault.forget_active();
+        Ok(started)
+    }
+
+    async fn reencrypt_messages(&self, limit: u32, at: Timestamp) -> StoreResult<ReencryptProgress> {
+        let rows: Vec<(String, String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT m.id, m.channel_id, m.key_epoch, m.body FROM messages m WHERE m.body IS NOT NULL
+             AND m.key_epoch < (SELECT MAX(epoch) FROM data_keys d WHERE d.channel_id = m.channel_id) LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut conn = self.pool.acquire().await?;
+        let needed = rows
+            .iter()
+            .filter_map(|(_, channel, epoch, _)| ChannelId::parse(channel).map(|c| (c, *epoch)))
+            .collect::<Vec<_>>();
+        let keys = self.key_map(&mut conn, needed).await?;
+        let (mut resealed, mut unreadable) = (0, 0);
+        for (id, channel, epoch, sealed) in rows {
+            let channel = ChannelId::parse(&channel).ok_or(StoreError::Corrupt("message channel"))?;
+            let message = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
+            let body = keys
+                .get(&(channel.clone(), epoch))
+                .and_then(|key| Vault::open_body(key, &channel, &message, epoch, &sealed));
+            let Some(body) = body else {
+                unreadable += 1;
+                continue;
+            };
+            let key = self.active_key(&channel, at).await?;
+            // Only if untouched meanwhile: an edit re-seals under the active key itself.
+            let done = sqlx::query("UPDATE messages SET body = ?, key_epoch = ? WHERE id = ? AND key_epoch = ?")
+                .bind(Vault::seal_body(&key, &channel, &message, &body))
+                .bind(key.epoch)
+                .bind(message.as_str())
+                .bind(epoch)
+                .execute(&mut *conn)
+                .await?;
+            resealed += done.rows_affected();
+        }
+        let remaining: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages m WHERE m.body IS NOT NULL
+             AND m.key_epoch < (SELECT MAX(epoch) FROM data_keys d WHERE d.channel_id = m.channel_id)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(ReencryptProgress { resealed, unreadable, remaining: u64::try_from(remaining).unwrap_or(0) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::super::{migrate, open_pool, MIGRATIONS};
+    use super::*;
+    use crate::vault::KeyConfig;
+    use crate::ChannelStore;
+
+    const SENTINEL: &str = "LEGACY-SENTINEL-31c8e2";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bodies_stored_in_clear_before_encryption_are_sealed_at_the_next_start() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let data = root.path().join("data");
+        let key_dir = root.path().join("keys");
+        for dir in [&data, &key_dir] {
+            std::fs::create_dir(dir).expect("dir");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        let db = data.join("rampart.db");
+        // A database as the release before encryption at rest left it.
+        migrate(&db, &MIGRATIONS[..3]).await.expect("old schema");
+        let pool = open_pool(&db).await.expect("pool");
+        for sql in [
+            "INSERT INTO users (id, username, display_name, password_hash, role, created_at) VALUES ('u1', 'ann', 'Ann', 'x', 'member', 1)",
+            "INSERT INTO channels (id, kind, name, created_by, created_at) VALUES ('c1', 'public', 'general', 'u1', 1)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect("seed");
+        }
+        for (id, text) in [("m1", format!("hello {SENTINEL}")), ("m2", "second".to_owned())] {
+            sqlx::query("INSERT INTO messages (id, channel_id, seq, sender_id, body, created_at) SELECT ?, 'c1', last_seq + 1, 'u1', ?, 1 FROM channels WHERE id = 'c1'")
+                .bind(id)
+                .bind(text)
+                .execute(&pool)
+                .await
+                .expect("old message");
+        }
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.expect("checkpoint");
+        pool.close().await;
+        let clear = std::fs::read(&db).expect("read");
+        assert!(clear.windows(SENTINEL.len()).any(|w| w == SENTINEL.as_bytes()), "the old file holds the text");
+
+        let config = KeyConfig { key_dir, epoch: crate::EpochPolicy::default() };
+        let store = SqliteStore::open(&db, &config).await.expect("open migrates and seals");
+        let channel = ChannelId::parse("c1").expect("id");
+        let query = crate::HistoryQuery { before_seq: None, after_seq: Some(0), thread_id: None, limit: 10 };
+        let (messages, _) = store.history(&channel, query).await.expect("history");
+        let texts: Vec<_> = messages.iter().filter_map(|m| m.body.as_ref().map(|b| b.as_str().to_owned())).collect();
+        assert_eq!(texts, [format!("hello {SENTINEL}"), "second".to_owned()]);
+        let legacy: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE legacy_body IS NOT NULL")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(legacy, 0);
+        store.checkpoint().await.expect("checkpoint");
+        for entry in std::fs::read_dir(&data).expect("dir") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("read");
+            assert!(
+                !bytes.windows(SENTINEL.len()).any(|w| w == SENTINEL.as_bytes()),
+                "{} holds the text",
+                path.display()
+            );
+        }
+    }
+}

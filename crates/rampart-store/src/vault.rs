@@ -1,0 +1,214 @@
+//! The store's side of encryption at rest, apart from SQL: the KEK keyring read from `key_dir`,
+//! the unwrapped data keys cached in memory (wiped on drop), each channel's active epoch, and the
+//! AAD that binds every sealed body to its channel, row and key. A backend calls in here to seal
+//! before it writes and to open after it reads; the database only ever sees ciphertext.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rampart_core::validate::MessageBody;
+use rampart_core::{ChannelId, MessageId, Timestamp};
+use rampart_crypto::{Aad, DataKey, Kek, Keyring, KeyringError};
+
+use crate::{StoreError, StoreResult};
+
+/// Unwrapped data keys kept in memory; past this the cache starts over (keys are re-read and
+/// unwrapped on demand).
+const DATA_KEY_CACHE_MAX: usize = 10_000;
+/// How long a node trusts its idea of a channel's active epoch before reading it again, so a
+/// `rampart keys rotate-dek` (or another node's new epoch) takes effect within this time.
+pub const ACTIVE_KEY_RECHECK_MS: u64 = 5_000;
+const MS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
+
+/// When a channel's data key is replaced by a new epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochPolicy {
+    pub messages_max: u64,
+    pub days_max: u32,
+}
+
+impl Default for EpochPolicy {
+    fn default() -> Self {
+        EpochPolicy {
+            messages_max: rampart_core::limits::DEK_EPOCH_MESSAGES_MAX,
+            days_max: rampart_core::limits::DEK_EPOCH_DAYS_MAX,
+        }
+    }
+}
+
+/// Where the keys live and how long a data key serves.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub key_dir: PathBuf,
+    pub epoch: EpochPolicy,
+}
+
+/// A data key as stored: wrapped by the KEK of `kek_version`.
+#[derive(Debug, Clone)]
+pub(crate) struct DataKeyRow {
+    pub channel_id: ChannelId,
+    pub epoch: i64,
+    pub kek_version: u32,
+    pub wrapped: Vec<u8>,
+    pub created_at: Timestamp,
+    pub sealed_count: i64,
+}
+
+/// A channel's current data key.
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveKey {
+    pub epoch: i64,
+    pub key: Arc<DataKey>,
+    created_at: Timestamp,
+    sealed_count: i64,
+    read_at: Instant,
+}
+
+/// The binding of a wrapped data key: which channel and epoch it belongs to.
+pub(crate) fn data_key_aad(channel: &ChannelId, epoch: i64) -> Aad {
+    Aad::new("rampart data key v1", &[channel.as_str().as_bytes(), &epoch.to_be_bytes()])
+}
+
+/// The binding of a sealed message body: its channel, its row and the key that sealed it.
+pub(crate) fn body_aad(channel: &ChannelId, message: &MessageId, epoch: i64) -> Aad {
+    Aad::new(
+        "rampart message body v1",
+        &[channel.as_str().as_bytes(), message.as_str().as_bytes(), &epoch.to_be_bytes()],
+    )
+}
+
+#[derive(Debug)]
+pub(crate) struct Vault {
+    key_dir: PathBuf,
+    policy: EpochPolicy,
+    keyring: RwLock<Arc<Keyring>>,
+    data_keys: Mutex<HashMap<(ChannelId, i64), Arc<DataKey>>>,
+    active: Mutex<HashMap<ChannelId, ActiveKey>>,
+}
+
+impl Vault {
+    pub fn open(config: &KeyConfig) -> Result<Self, KeyringError> {
+        let keyring = Keyring::load(&config.key_dir)?;
+        Ok(Vault {
+            key_dir: config.key_dir.clone(),
+            policy: config.epoch,
+            keyring: RwLock::new(Arc::new(keyring)),
+            data_keys: Mutex::new(HashMap::new()),
+            active: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn key_dir(&self) -> &Path {
+        &self.key_dir
+    }
+
+    pub fn keyring(&self) -> Arc<Keyring> {
+        Arc::clone(&self.keyring.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reads `key_dir` again (after another process added a KEK version).
+    pub fn reload_keyring(&self) -> StoreResult<Arc<Keyring>> {
+        let fresh = Arc::new(Keyring::load(&self.key_dir).map_err(StoreError::Keys)?);
+        *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+        Ok(fresh)
+    }
+
+    /// The KEK of `version`, reading `key_dir` again if this node has not seen it yet.
+    pub fn kek(&self, version: u32) -> StoreResult<Arc<Kek>> {
+        if let Some(kek) = self.keyring().get(version) {
+            return Ok(kek);
+        }
+        self.reload_keyring()?.get(version).ok_or(StoreError::KeyMissing(version))
+    }
+
+    /// Makes a data key for a channel epoch, wrapped by `kek`.
+    pub fn new_data_key(kek: &Kek, channel: &ChannelId, epoch: i64) -> (DataKey, Vec<u8>) {
+        let key = DataKey::generate();
+        let wrapped = kek.wrap(&key, &data_key_aad(channel, epoch));
+        (key, wrapped)
+    }
+
+    /// The unwrapped key of a stored row, from the cache or by unwrapping it.
+    pub fn unwrap(&self, row: &DataKeyRow) -> StoreResult<Arc<DataKey>> {
+        let id = (row.channel_id.clone(), row.epoch);
+        if let Some(key) = self.cached(&id) {
+            return Ok(key);
+        }
+        let kek = self.kek(row.kek_version)?;
+        let key = kek
+            .unwrap(&row.wrapped, &data_key_aad(&row.channel_id, row.epoch))
+            .map_err(|_| StoreError::Integrity("a wrapped data key"))?;
+        let key = Arc::new(key);
+        let mut cache = self.data_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= DATA_KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(id, Arc::clone(&key));
+        Ok(key)
+    }
+
+    pub fn cached(&self, id: &(ChannelId, i64)) -> Option<Arc<DataKey>> {
+        self.data_keys.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// The channel's active key if this node read it recently and it still has room; counts the
+    /// message about to be sealed under it.
+    pub fn take_active(&self, channel: &ChannelId, now: Timestamp) -> Option<ActiveKey> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = active.get_mut(channel)?;
+        let fresh = entry.read_at.elapsed() < Duration::from_millis(ACTIVE_KEY_RECHECK_MS);
+        if !fresh || self.is_spent(entry.created_at, entry.sealed_count, now) {
+            return None;
+        }
+        entry.sealed_count += 1;
+        Some(entry.clone())
+    }
+
+    /// Whether a key of this age and use must give way to a new epoch.
+    pub fn is_spent(&self, created_at: Timestamp, sealed_count: i64, now: Timestamp) -> bool {
+        let messages_max = i64::try_from(self.policy.messages_max).unwrap_or(i64::MAX);
+        sealed_count >= messages_max || now.0 - created_at.0 >= i64::from(self.policy.days_max) * MS_PER_DAY
+    }
+
+    /// Remembers a channel's active key as just read from the store.
+    pub fn set_active(&self, row: &DataKeyRow, key: Arc<DataKey>) -> ActiveKey {
+        let entry = ActiveKey {
+            epoch: row.epoch,
+            key,
+            created_at: row.created_at,
+            sealed_count: row.sealed_count + 1,
+            read_at: Instant::now(),
+        };
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if active.len() >= DATA_KEY_CACHE_MAX {
+            active.clear();
+        }
+        active.insert(row.channel_id.clone(), entry.clone());
+        entry
+    }
+
+    /// Forgets every channel's active key (after `rotate-dek` in this process).
+    pub fn forget_active(&self) {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    pub fn seal_body(key: &ActiveKey, channel: &ChannelId, message: &MessageId, body: &MessageBody) -> Vec<u8> {
+        key.key.seal(&body_aad(channel, message, key.epoch), body.as_str().as_bytes())
+    }
+
+    /// Opens a sealed body; `None` when it fails its integrity check (moved, altered, or not a
+    /// valid body), which the caller reports without failing the rest of the read.
+    pub fn open_body(
+        key: &DataKey,
+        channel: &ChannelId,
+        message: &MessageId,
+        epoch: i64,
+        sealed: &[u8],
+    ) -> Option<MessageBody> {
+        let plain = key.open(&body_aad(channel, message, epoch), sealed).ok()?;
+        let text = std::str::from_utf8(&plain).ok()?;
+        Some(MessageBody::from_stored(text.to_owned()))
+    }
+}

@@ -1,0 +1,172 @@
+//! Encryption at rest on SQLite, seen from the files: no message text in any byte of the data
+//! directory, a ciphertext moved to another row refuses to open without failing the read, and a
+//! missing, wrong or exposed KEK stops the store from opening.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rampart_core::channel::ChannelKind;
+use rampart_core::validate::{ChannelName, MessageBody, Topic};
+use rampart_core::{ChannelId, MessageId, Role, Timestamp};
+use rampart_store::conformance::make_user;
+use rampart_store::conformance_keys::bodies;
+use rampart_store::{
+    ChannelStore, CreateChannelOutcome, EpochPolicy, KeyConfig, NewChannel, NewMessage, PostOutcome, SqliteStore,
+    StoreError,
+};
+
+const SENTINEL: &str = "ZEBRA-SENTINEL-7f3a9c";
+const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+fn private_dir(path: PathBuf) -> PathBuf {
+    std::fs::create_dir_all(&path).expect("dir");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    path
+}
+
+fn keys(dir: &Path) -> KeyConfig {
+    KeyConfig { key_dir: private_dir(dir.to_owned()), epoch: EpochPolicy::default() }
+}
+
+async fn channel(store: &SqliteStore, creator: &rampart_store::UserRecord) -> ChannelId {
+    let new = NewChannel {
+        id: ChannelId::from_generated(format!("chan-{}", uuid_like())),
+        kind: ChannelKind::Private,
+        name: ChannelName::parse(&format!("c-{}", uuid_like())).expect("name"),
+        topic: Topic::parse("").expect("topic"),
+        created_by: creator.id.clone(),
+        created_at: NOW,
+    };
+    match store.create_channel(&new).await.expect("create") {
+        CreateChannelOutcome::Created(record, _) => record.id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn send(
+    store: &SqliteStore,
+    channel: &ChannelId,
+    sender: &rampart_store::UserRecord,
+    text: &str,
+    thread: Option<&MessageId>,
+) -> MessageId {
+    let new = NewMessage {
+        id: MessageId::from_generated(format!("msg-{}", uuid_like())),
+        channel_id: channel.clone(),
+        sender_id: sender.id.clone(),
+        body: MessageBody::parse(text).expect("body"),
+        thread_id: thread.cloned(),
+        client_id: None,
+        created_at: NOW,
+    };
+    match store.post_message(&new).await.expect("post") {
+        PostOutcome::Created(_) => new.id,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Every file under `dir` that holds `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).expect("read").windows(needle.len()).any(|w| w == needle) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_message_text_reaches_any_file_of_the_data_directory() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = private_dir(root.path().join("data"));
+    let store = SqliteStore::open(&data.join("rampart.db"), &keys(&root.path().join("keys"))).await.expect("open");
+    let user = make_user(&store, Role::Member).await;
+    let channel = channel(&store, &user).await;
+    let parent = send(&store, &channel, &user, &format!("top {SENTINEL}"), None).await;
+    send(&store, &channel, &user, &format!("reply {SENTINEL}"), Some(&parent)).await;
+    let edited = send(&store, &channel, &user, "plain words", None).await;
+    store
+        .edit_message(&edited, &MessageBody::parse(&format!("edit {SENTINEL}")).expect("body"), NOW)
+        .await
+        .expect("edit");
+    let deleted = send(&store, &channel, &user, &format!("gone {SENTINEL}"), None).await;
+    store.delete_message(&deleted, NOW).await.expect("delete");
+    assert_eq!(
+        bodies(&store, &channel).await[..3],
+        [format!("top {SENTINEL}"), format!("reply {SENTINEL}"), format!("edit {SENTINEL}")]
+    );
+
+    // Before and after the WAL is written back into the main file.
+    assert_eq!(files_containing(&data, SENTINEL.as_bytes()), Vec::<PathBuf>::new(), "before checkpoint");
+    store.checkpoint_passive().await.expect("checkpoint");
+    assert_eq!(files_containing(&data, SENTINEL.as_bytes()), Vec::<PathBuf>::new(), "after checkpoint");
+    store.checkpoint().await.expect("checkpoint");
+    assert_eq!(files_containing(&data, SENTINEL.as_bytes()), Vec::<PathBuf>::new(), "after truncate");
+    // The check itself works: the sentinel is found where it is written in clear.
+    std::fs::write(data.join("control.txt"), SENTINEL).expect("control");
+    assert_eq!(files_containing(&data, SENTINEL.as_bytes()).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ciphertext_moved_to_another_row_fails_to_open_and_the_rest_still_loads() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let db = root.path().join("rampart.db");
+    let store = SqliteStore::open(&db, &keys(&root.path().join("keys"))).await.expect("open");
+    let user = make_user(&store, Role::Member).await;
+    let channel = channel(&store, &user).await;
+    let first = send(&store, &channel, &user, "first", None).await;
+    let second = send(&store, &channel, &user, "second", None).await;
+    send(&store, &channel, &user, "third", None).await;
+
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("raw");
+    sqlx::query("UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?1) WHERE id = ?2")
+        .bind(first.as_str())
+        .bind(second.as_str())
+        .execute(&raw)
+        .await
+        .expect("move ciphertext");
+
+    let query = rampart_store::HistoryQuery { before_seq: None, after_seq: Some(0), thread_id: None, limit: 50 };
+    let (messages, _) = store.history(&channel, query).await.expect("history still answers");
+    let bodies: Vec<_> =
+        messages.iter().map(|m| (m.body.as_ref().map(|b| b.as_str().to_owned()), m.unreadable)).collect();
+    assert_eq!(bodies, [(Some("first".to_owned()), false), (None, true), (Some("third".to_owned()), false)]);
+    let moved = store.message(&second).await.expect("read").expect("exists");
+    assert!(moved.unreadable && moved.body.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_wrong_or_exposed_kek_stops_the_store_from_opening() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let db = root.path().join("rampart.db");
+    let right = keys(&root.path().join("keys"));
+    drop(SqliteStore::open(&db, &right).await.expect("first open makes KEK 1"));
+
+    let empty = keys(&root.path().join("empty"));
+    let error = SqliteStore::open(&db, &empty).await.expect_err("missing KEK");
+    assert!(matches!(error, StoreError::KeyMissing(1)), "{error}");
+
+    let wrong = keys(&root.path().join("wrong"));
+    let other_db = root.path().join("other.db");
+    drop(SqliteStore::open(&other_db, &wrong).await.expect("another deployment's KEK 1"));
+    let error = SqliteStore::open(&db, &wrong).await.expect_err("wrong KEK");
+    assert!(matches!(error, StoreError::KeyMismatch(1)), "{error}");
+    assert!(error.to_string().contains("check value"), "{error}");
+
+    let file = right.key_dir.join("kek-1.key");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let error = SqliteStore::open(&db, &right).await.expect_err("world-readable key file");
+    assert!(error.to_string().contains("chmod 600"), "{error}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    drop(SqliteStore::open(&db, &right).await.expect("opens again once fixed"));
+}

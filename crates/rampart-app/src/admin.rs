@@ -5,7 +5,7 @@ use rampart_core::limits;
 use rampart_core::policy::{authorize, Action, Actor, Denied, TargetUser};
 use rampart_core::{Role, Timestamp, UserId};
 use rampart_crypto::Token;
-use rampart_store::{AuditRow, GuardedUpdate, NewInvitation, UserRecord};
+use rampart_store::{GuardedUpdate, NewInvitation, UserRecord};
 use serde_json::json;
 
 use crate::audit::SYSTEM_ACTOR;
@@ -34,7 +34,7 @@ fn denied(error: Denied) -> AppError {
 }
 
 impl App {
-    fn check(&self, auth: &Authenticated, action: Action) -> Result<(), AppError> {
+    pub(crate) fn check(&self, auth: &Authenticated, action: Action) -> Result<(), AppError> {
         authorize(Actor { role: auth.user.role }, action).map_err(denied)
     }
 
@@ -200,12 +200,6 @@ impl App {
         self.notify(SessionEnded::AllOfUser(target.clone()));
         let details = json!({ "ended": ended });
         self.audit_done(auth, "admin.user.sessions_revoked", Some(target.as_str()), meta, details).await
-    }
-
-    /// Audit records after `after`, oldest first.
-    pub async fn read_audit(&self, auth: &Authenticated, after: i64, limit: u32) -> Result<Vec<AuditRow>, AppError> {
-        self.check(auth, Action::ReadAudit)?;
-        Ok(self.inner.audit.list(after, limit).await?)
     }
 }
 

@@ -16,7 +16,7 @@ mod sessions;
 
 pub use accounts::{EnrollInput, LoginInput, LoginOutcome};
 pub use admin::{IssuedInvitation, UserChange};
-pub use audit::Outcome;
+pub use audit::{AuditPolicy, ExportFormat, Outcome};
 pub use error::AppError;
 pub use hashing::HashPool;
 pub use keys::{KekRotation, Reencryption};
@@ -63,6 +63,7 @@ pub struct AppConfig {
     /// Messages one user may send per second, sustained, and in a burst.
     pub send_rate_per_sec: u32,
     pub send_burst: u32,
+    pub audit: AuditPolicy,
 }
 
 impl Default for AppConfig {
@@ -80,6 +81,7 @@ impl Default for AppConfig {
             hash_queue_max: limits::PASSWORD_HASH_QUEUE_MAX,
             send_rate_per_sec: limits::SEND_RATE_PER_SEC,
             send_burst: limits::SEND_BURST,
+            audit: AuditPolicy::default(),
         }
     }
 }
@@ -113,6 +115,7 @@ type SendLimiter = governor::DefaultKeyedRateLimiter<rampart_core::UserId>;
 struct Inner {
     store: Arc<dyn Backend>,
     audit: Arc<dyn AuditStore>,
+    audit_keys: audit::AuditKeys,
     hashes: HashPool,
     config: AppConfig,
     session_events: broadcast::Sender<SessionEnded>,
@@ -131,6 +134,7 @@ impl App {
     pub fn new(
         store: Arc<dyn Backend>,
         audit: Arc<dyn AuditStore>,
+        audit_signer: rampart_crypto::AuditSigner,
         config: AppConfig,
         sink: Arc<dyn EventSink>,
     ) -> Result<Self, AppError> {
@@ -142,7 +146,8 @@ impl App {
             .ok_or_else(|| AppError::Internal("send burst must be positive".into()))?;
         let send_limiter = governor::RateLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst));
         let auth_cache = auth_cache::AuthCache::default();
-        let inner = Inner { store, audit, hashes, config, session_events, sink, send_limiter, auth_cache };
+        let audit_keys = audit::AuditKeys { signer: audit_signer, state: Default::default() };
+        let inner = Inner { store, audit, audit_keys, hashes, config, session_events, sink, send_limiter, auth_cache };
         Ok(Self { inner: Arc::new(inner) })
     }
 

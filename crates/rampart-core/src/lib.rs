@@ -3,6 +3,7 @@
 //! so every function in it is deterministic and unit-tested exhaustively.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod channel;
 pub mod error;
 pub mod ids;

@@ -26,6 +26,17 @@ pub const TOKEN_CHARS_MAX: usize = 128;
 /// The stored User-Agent of a session is cut to this many characters.
 pub const USER_AGENT_CHARS_MAX: usize = 256;
 
+// ----- audit log -----
+
+/// The audit chain's head is signed after this many records…
+pub const AUDIT_CHECKPOINT_RECORDS: u64 = 100;
+/// …and at least this often when records were added, and at stop.
+pub const AUDIT_CHECKPOINT_INTERVAL_SECS: u64 = 10;
+/// Records read per page by `rampart audit export` and `tail --follow`.
+pub const AUDIT_EXPORT_PAGE_MAX: u32 = 1_000;
+/// Records `rampart audit tail` shows by default.
+pub const AUDIT_TAIL_DEFAULT: u32 = 20;
+
 // ----- HTTP edge (config overrides in `[limits]`) -----
 
 /// Largest request body outside file uploads.

@@ -39,7 +39,7 @@ pub enum KeyringError {
     BadKeyFile { path: PathBuf },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError + '_ {
     move |source| KeyringError::Io { path: path.to_owned(), source }
 }
 
@@ -160,7 +160,7 @@ fn parse_key_file_name(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-fn check_private(path: &Path, is_dir: bool) -> Result<(), KeyringError> {
+pub(crate) fn check_private(path: &Path, is_dir: bool) -> Result<(), KeyringError> {
     let meta = fs::symlink_metadata(path).map_err(io_error(path))?;
     let right_kind = if is_dir { meta.is_dir() } else { meta.is_file() };
     if !right_kind {

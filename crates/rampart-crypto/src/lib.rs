@@ -5,11 +5,13 @@
 //! bounded blocking pool.
 #![forbid(unsafe_code)]
 
+pub mod audit_chain;
 pub mod envelope;
 pub mod keyring;
 pub mod password;
 pub mod token;
 
+pub use audit_chain::{AuditSigner, AuditVerifier, ChainHash};
 pub use envelope::{Aad, DataKey, OpenError, SymmetricKey};
 pub use keyring::{Kek, Keyring, KeyringError};
 pub use password::{PasswordHasher, PasswordParams};

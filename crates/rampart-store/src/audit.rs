@@ -1,6 +1,7 @@
 //! The audit store: append and read audit records, kept in their own SQLite file (not in
 //! `data_dir`'s database), so the application data and the record of what was done to it can be
-//! kept, backed up and protected apart. The hash chain and signed checkpoints build on this.
+//! kept, backed up and protected apart. Each record is a link of a SHA-256 hash chain, computed
+//! here as it is appended; signed checkpoints of the head are stored beside it.
 
 use std::path::Path;
 
@@ -8,12 +9,21 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
+use rampart_core::audit::{encode, RecordFields};
 use rampart_core::Timestamp;
+use rampart_crypto::audit_chain::{link, ChainHash, GENESIS};
+use rampart_crypto::AuditVerifier;
 
+use crate::audit_verify::{ChainWalk, VerifyReport};
 use crate::sqlite::{migrate, open_pool};
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "audit log", include_str!("../migrations/sqlite/audit_0001.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "audit log", include_str!("../migrations/sqlite/audit_0001.sql")),
+    (2, "audit chain", include_str!("../migrations/sqlite/audit_0002.sql")),
+];
+/// Records read per query when verifying or chaining old records.
+const VERIFY_BATCH_MAX: i64 = 1_000;
 
 /// One security-relevant action. `details` is a JSON object; it never holds a secret or a message
 /// body.
@@ -32,18 +42,64 @@ pub struct AuditEntry {
     pub details: String,
 }
 
+impl AuditEntry {
+    fn fields(&self, seq: i64) -> RecordFields<'_> {
+        RecordFields {
+            seq,
+            at_ms: self.at.0,
+            actor: &self.actor,
+            action: &self.action,
+            target: self.target.as_deref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            outcome: self.outcome,
+            details: &self.details,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRow {
     pub seq: i64,
     pub entry: AuditEntry,
 }
 
+/// The chain's last link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: ChainHash,
+}
+
+/// A signed statement that the chain reached `hash` at `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: ChainHash,
+    pub at: Timestamp,
+    pub signature: Vec<u8>,
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync + std::fmt::Debug {
-    /// Appends a record and returns its sequence number.
-    async fn append(&self, entry: &AuditEntry) -> StoreResult<i64>;
-    /// Records with `seq > after`, oldest first, at most `limit`.
-    async fn list(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    /// Appends a record as the chain's next link and returns the new head.
+    async fn append(&self, entry: &AuditEntry) -> StoreResult<AuditHead>;
+    /// Records with `seq > after` (and at or after `since`, when given), oldest first, at most
+    /// `limit`.
+    async fn list(&self, after: i64, since: Option<Timestamp>, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    /// The newest `limit` records, oldest first.
+    async fn latest(&self, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    async fn head(&self) -> StoreResult<Option<AuditHead>>;
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()>;
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// Recomputes the whole chain against the stored hashes, the stored checkpoints and `extra`
+    /// ones kept elsewhere, and (when known) the last seq the running server wrote.
+    async fn verify(
+        &self,
+        verifier: Option<&AuditVerifier>,
+        extra: Vec<Checkpoint>,
+        expected_head: Option<i64>,
+    ) -> StoreResult<VerifyReport>;
 }
 
 #[derive(Clone, Debug)]
@@ -55,8 +111,57 @@ impl SqliteAuditStore {
     pub async fn open(path: &Path) -> StoreResult<Self> {
         migrate(path, MIGRATIONS).await?;
         let pool = open_pool(path).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.chain_unchained().await?;
+        Ok(store)
     }
+
+    /// Chains records written before the chain existed, once: only while no record has a hash
+    /// yet. Afterwards a record without one is tampering, for `verify` to report, never to bless.
+    async fn chain_unchained(&self) -> StoreResult<()> {
+        let (chained, first): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(hash), MIN(seq) FROM audit_log").fetch_one(&self.pool).await?;
+        let Some(first) = first.filter(|_| chained == 0) else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let previous: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq < ? ORDER BY seq DESC LIMIT 1")
+                .bind(first)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let mut previous = previous.map_or(Ok(GENESIS), |h| to_hash(&h))?;
+        let mut after = first - 1;
+        loop {
+            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"))
+                .bind(after)
+                .bind(VERIFY_BATCH_MAX)
+                .fetch_all(&mut *tx)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let record = row_to_audit(row)?;
+                let hash = link(&previous, &encode(&record.entry.fields(record.seq)));
+                sqlx::query("UPDATE audit_log SET hash = ? WHERE seq = ?")
+                    .bind(hash.to_vec())
+                    .bind(record.seq)
+                    .execute(&mut *tx)
+                    .await?;
+                previous = hash;
+                after = record.seq;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+const COLUMNS: &str = "seq, at, actor, action, target, ip, user_agent, outcome, details, hash";
+
+fn to_hash(bytes: &[u8]) -> StoreResult<ChainHash> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt("audit hash"))
 }
 
 fn outcome_from_text(text: &str) -> &'static str {
@@ -84,13 +189,35 @@ fn row_to_audit(row: &SqliteRow) -> StoreResult<AuditRow> {
     })
 }
 
+fn checkpoint_from_row(row: &SqliteRow) -> StoreResult<Checkpoint> {
+    let hash: Vec<u8> = row.try_get("hash")?;
+    Ok(Checkpoint {
+        seq: row.try_get("seq")?,
+        hash: to_hash(&hash)?,
+        at: Timestamp(row.try_get("at")?),
+        signature: row.try_get("signature")?,
+    })
+}
+
 #[async_trait]
 impl AuditStore for SqliteAuditStore {
-    async fn append(&self, entry: &AuditEntry) -> StoreResult<i64> {
-        let done = sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, ip, user_agent, outcome, details)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    async fn append(&self, entry: &AuditEntry) -> StoreResult<AuditHead> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head: Option<(i64, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (seq, previous) = match head {
+            Some((seq, Some(hash))) => (seq + 1, to_hash(&hash)?),
+            Some((_, None)) => return Err(StoreError::Corrupt("the audit head has no hash")),
+            None => (1, GENESIS),
+        };
+        let hash = link(&previous, &encode(&entry.fields(seq)));
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, target, ip, user_agent, outcome, details, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
+        .bind(seq)
         .bind(entry.at.0)
         .bind(&entry.actor)
         .bind(&entry.action)
@@ -99,20 +226,93 @@ impl AuditStore for SqliteAuditStore {
         .bind(&entry.user_agent)
         .bind(entry.outcome)
         .bind(&entry.details)
-        .execute(&self.pool)
+        .bind(hash.to_vec())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.last_insert_rowid())
+        tx.commit().await?;
+        Ok(AuditHead { seq, hash })
     }
 
-    async fn list(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, at, actor, action, target, ip, user_agent, outcome, details
-             FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+    async fn list(&self, after: i64, since: Option<Timestamp>, limit: u32) -> StoreResult<Vec<AuditRow>> {
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq > ? AND at >= ? ORDER BY seq LIMIT ?"))
+                .bind(after)
+                .bind(since.map_or(i64::MIN, |t| t.0))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(row_to_audit).collect()
+    }
+
+    async fn latest(&self, limit: u32) -> StoreResult<Vec<AuditRow>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT ?"))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut records = rows.iter().map(row_to_audit).collect::<StoreResult<Vec<_>>>()?;
+        records.reverse();
+        Ok(records)
+    }
+
+    async fn head(&self) -> StoreResult<Option<AuditHead>> {
+        let head: Option<(i64, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        match head {
+            Some((seq, Some(hash))) => Ok(Some(AuditHead { seq, hash: to_hash(&hash)? })),
+            Some((_, None)) => Err(StoreError::Corrupt("the audit head has no hash")),
+            None => Ok(None),
+        }
+    }
+
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()> {
+        sqlx::query("INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at, signature) VALUES (?, ?, ?, ?)")
+            .bind(checkpoint.seq)
+            .bind(checkpoint.hash.to_vec())
+            .bind(checkpoint.at.0)
+            .bind(&checkpoint.signature)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        let rows = sqlx::query("SELECT seq, hash, at, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn verify(
+        &self,
+        verifier: Option<&AuditVerifier>,
+        extra: Vec<Checkpoint>,
+        expected_head: Option<i64>,
+    ) -> StoreResult<VerifyReport> {
+        let mut checkpoints = self.checkpoints().await?;
+        checkpoints.extend(extra);
+        let mut walk = ChainWalk::new(checkpoints, verifier);
+        let mut conn = self.pool.acquire().await?;
+        let mut after = 0;
+        'pages: while !walk.failed() {
+            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"))
+                .bind(after)
+                .bind(VERIFY_BATCH_MAX)
+                .fetch_all(&mut *conn)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let record = row_to_audit(row)?;
+                let stored: Option<Vec<u8>> = row.try_get("hash")?;
+                if !walk.push(&record.entry.fields(record.seq), stored.as_deref()) {
+                    break 'pages;
+                }
+                after = record.seq;
+            }
+        }
+        Ok(walk.finish(expected_head))
     }
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod audit_verify;
 pub mod conformance;
 mod conformance_channels;
 pub mod conformance_keys;
@@ -15,7 +16,8 @@ mod model_keys;
 pub mod sqlite;
 mod vault;
 
-pub use audit::{AuditEntry, AuditRow, AuditStore, SqliteAuditStore};
+pub use audit::{AuditEntry, AuditHead, AuditRow, AuditStore, Checkpoint, SqliteAuditStore};
+pub use audit_verify::{VerifyProblem, VerifyReport};
 pub use model::*;
 pub use model_channels::*;
 pub use model_keys::*;

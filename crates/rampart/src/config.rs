@@ -53,6 +53,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub messages: RawMessages,
     #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
     pub websocket: RawWebsocket,
     #[serde(default)]
     pub encryption: RawEncryption,
@@ -70,6 +72,14 @@ pub struct RawEncryption {
 pub struct EncryptionConfig {
     pub epoch_messages_max: u64,
     pub epoch_days_max: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub checkpoint_every_records: Option<u64>,
+    pub checkpoint_interval_secs: Option<u64>,
+    pub checkpoint_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +214,8 @@ pub struct Config {
     pub log_level: String,
     pub ws: WsLimits,
     pub encryption: EncryptionConfig,
+    /// How often the audit chain's head is signed when records were added.
+    pub audit_checkpoint_interval_secs: u64,
     /// `None`: the embedded SQLite store in `data_dir`. Resolved from its reference at load; Debug
     /// prints `[redacted]`.
     // Read by the store once PostgreSQL is built; the embedded store ignores it today.
@@ -395,6 +407,29 @@ impl RawConfig {
         if !matches!(log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
             return Err(bad("log.level", "must be one of error, warn, info, debug, trace"));
         }
+        app.audit.checkpoint_every_records = ranged(
+            "audit.checkpoint_every_records",
+            self.audit.checkpoint_every_records,
+            limits::AUDIT_CHECKPOINT_RECORDS,
+            1,
+            1_000_000,
+        )?;
+        let audit_checkpoint_interval_secs = ranged(
+            "audit.checkpoint_interval_secs",
+            self.audit.checkpoint_interval_secs,
+            limits::AUDIT_CHECKPOINT_INTERVAL_SECS,
+            1,
+            86_400,
+        )?;
+        if let Some(path) = &self.audit.checkpoint_file {
+            if !path.is_absolute() {
+                return Err(bad("audit.checkpoint_file", "must be an absolute path"));
+            }
+            if path.starts_with(&data_dir) {
+                return Err(bad("audit.checkpoint_file", "must not be inside data_dir: it is a copy kept apart"));
+            }
+        }
+        app.audit.checkpoint_file.clone_from(&self.audit.checkpoint_file);
         let encryption = EncryptionConfig {
             epoch_messages_max: ranged(
                 "encryption.epoch_messages_max",
@@ -427,6 +462,7 @@ impl RawConfig {
             log_level,
             ws,
             encryption,
+            audit_checkpoint_interval_secs,
             database_url,
             warnings,
         })

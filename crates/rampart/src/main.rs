@@ -2,6 +2,7 @@
 //! 0 on success, 1 on failure with a one-line reason on stderr, 2 on bad usage (clap's own).
 #![forbid(unsafe_code)]
 
+mod audit_format;
 mod cli;
 mod config;
 mod fsutil;

@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand. Flags override the config file; the config file
 //! overrides defaults.
 
+mod audit;
 mod invite;
 mod keys;
 mod serve;
@@ -26,6 +27,41 @@ pub enum Command {
     Invite(InviteArgs),
     /// Encryption at rest: key status and rotations (safe while the server runs).
     Keys(KeysArgs),
+    /// The audit log: verify its hash chain, export it, show the newest records.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and check the signed checkpoints; exit 1 naming the first bad seq.
+    Verify {
+        /// Checkpoints kept elsewhere (JSON lines, as the server writes them), checked too.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Print records as JSON lines or RFC 5424 syslog messages (audited).
+    Export {
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "syslog"])]
+        format: String,
+        /// Only records at or after this time (RFC 3339, or a date).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+    /// Print the newest records, and with --follow keep printing new ones.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = rampart_core::limits::AUDIT_TAIL_DEFAULT)]
+        lines: u32,
+        #[arg(short, long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +176,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite(args) => {
             let config = load(&args.deployment, |_| {})?;
             invite::run(config, &args.role, args.expires_in_hours).await
+        }
+        Command::Audit(args) => {
+            let config = load(&args.deployment, |_| {})?;
+            audit::run(config, args.command).await
         }
         Command::Keys(args) => {
             let config = load(&args.deployment, |_| {})?;

@@ -61,8 +61,12 @@ pub async fn open_app(config: &Config, sink: Arc<dyn rampart_app::EventSink>) ->
     let audit = rampart_store::SqliteAuditStore::open(&config.audit_dir.join("audit.db"))
         .await
         .with_context(|| format!("cannot open the audit log in {}", config.audit_dir.display()))?;
-    rampart_app::App::new(Arc::new(store), Arc::new(audit), config.app.clone(), sink)
-        .map_err(|e| anyhow::anyhow!("cannot start the application: {e}"))
+    let signer =
+        rampart_crypto::AuditSigner::load_or_create(&config.key_dir).context("cannot load the audit signing key")?;
+    let app = rampart_app::App::new(Arc::new(store), Arc::new(audit), signer, config.app.clone(), sink)
+        .map_err(|e| anyhow::anyhow!("cannot start the application: {e}"))?;
+    app.load_audit_state().await.map_err(|e| anyhow::anyhow!("cannot read the audit log: {e}"))?;
+    Ok(app)
 }
 
 fn tls_acceptor(config: &Config) -> anyhow::Result<(TlsAcceptor, Arc<tls::ReloadingResolver>)> {
@@ -173,6 +177,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     resolver.spawn_watcher(Duration::from_millis(config.tls_reload_poll_ms));
     spawn_session_sweeper(app.clone());
+    spawn_audit_checkpointer(app.clone(), Duration::from_secs(config.audit_checkpoint_interval_secs));
     write_owner_enrollment(&config, &app, &public_origin).await?;
     app.audit(
         "system",
@@ -197,8 +202,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     app.audit("system", "server.stop", None, None, Outcome::Success, serde_json::json!({}))
         .await
         .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
+    // The last records are signed before the process ends, so an offline verify covers them.
+    app.audit_checkpoint().await.map_err(|e| anyhow::anyhow!("cannot sign the audit log: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Signs the audit chain's head every `interval` when records were added since the last signature.
+fn spawn_audit_checkpointer(app: rampart_app::App, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(error) = app.audit_checkpoint().await {
+                tracing::error!(%error, "cannot sign an audit checkpoint");
+            }
+        }
+    });
 }
 
 fn spawn_session_sweeper(app: rampart_app::App) {

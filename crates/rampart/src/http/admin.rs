@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ClientMeta, Session};
-use super::wire::{rfc3339, AdminUserView, AuditView, InvitationView};
+use super::wire::{rfc3339, AdminUserView, AuditVerifyView, AuditView, InvitationView};
 use super::{bounded_limit, AppState};
 
 /// Audit records per page: default and most.
@@ -106,6 +106,15 @@ pub struct AuditParams {
     after: Option<i64>,
     #[serde(default)]
     limit: Option<u32>,
+}
+
+pub async fn verify_audit(
+    State(state): State<AppState>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+) -> Result<Json<AuditVerifyView>, ApiError> {
+    let report = state.app.verify_audit(&session.auth, &meta).await?;
+    Ok(Json(AuditVerifyView::from(&report)))
 }
 
 pub async fn read_audit(

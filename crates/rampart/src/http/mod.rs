@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{id}", patch(admin::update_user))
         .route("/admin/users/{id}/sessions", delete(admin::revoke_user_sessions))
         .route("/admin/audit", get(admin::read_audit))
+        .route("/admin/audit/verify", get(admin::verify_audit))
         .route("/channels", post(channels::create).get(channels::list))
         .route("/channels/{id}", get(channels::get_one).patch(channels::update))
         .route("/channels/{id}/join", post(channels::join))

@@ -155,6 +155,35 @@ impl From<&AuditRow> for AuditView {
     }
 }
 
+/// The verdict of `GET /api/v1/admin/audit/verify`: API.md's `{ok, checked, first_bad_seq?}`
+/// and what was found there.
+#[derive(Serialize)]
+pub struct AuditVerifyView {
+    pub ok: bool,
+    pub checked: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<&'static str>,
+    pub message: String,
+    pub checkpoints: u64,
+    pub last_checkpoint_seq: Option<i64>,
+}
+
+impl From<&rampart_store::VerifyReport> for AuditVerifyView {
+    fn from(report: &rampart_store::VerifyReport) -> Self {
+        Self {
+            ok: report.ok,
+            checked: report.checked,
+            first_bad_seq: report.first_bad_seq,
+            problem: report.problem.map(|p| p.as_str()),
+            message: report.summary(),
+            checkpoints: report.checkpoints,
+            last_checkpoint_seq: report.last_checkpoint_seq,
+        }
+    }
+}
+
 /// A channel as API.md shows it; the `member`, `role`, `unread` and `last_read_seq` fields are
 /// filled for the caller's own listing.
 #[derive(Serialize)]

@@ -12,7 +12,7 @@ use rampart_store::{EnrollOutcome, NewUser, UserRecord};
 use serde_json::json;
 
 use crate::sessions::NewSessionIssued;
-use crate::{new_id, now, App, AppError, Authenticated, Outcome, RequestMeta, SessionEnded};
+use crate::{new_id, now, App, AppCounters, AppError, Authenticated, Outcome, RequestMeta, SessionEnded};
 
 /// What a client sends to sign in.
 #[derive(Debug)]
@@ -64,10 +64,12 @@ impl App {
         let user = match user {
             Some(user) if matches && !user.disabled => user,
             _ => {
+                AppCounters::bump(&self.inner.counters.login_failures);
                 self.record_failure(&key, meta).await?;
                 let target = user.as_ref().map(|u| u.id.as_str().to_owned());
                 let details = json!({ "username": key, "reason": "invalid_credentials" });
                 self.audit("anonymous", "auth.login", target.as_deref(), Some(meta), Outcome::Failure, details).await?;
+                self.detect_login_failure(&meta.ip, &key).await?;
                 return Err(AppError::InvalidCredentials);
             }
         };
@@ -77,6 +79,7 @@ impl App {
         let at = now();
         let session = self.open_session(&user.id, meta, at).await?;
         self.inner.store.record_login(&user.id, at).await?;
+        self.detect_admin_login(&user.id, user.role, &meta.ip).await?;
         let details = json!({ "session_id": session.session_id.as_str() });
         self.audit(user.id.as_str(), "auth.login", Some(user.id.as_str()), Some(meta), Outcome::Success, details)
             .await?;
@@ -115,8 +118,12 @@ impl App {
             .flatten()
             .max();
         if let Some(wait_ms) = wait {
+            AppCounters::bump(&self.inner.counters.login_throttled);
             let details = json!({ "username": account, "reason": "throttled", "wait_ms": wait_ms });
             self.audit("anonymous", action, None, Some(meta), Outcome::Denied, details).await?;
+            if action == "auth.login" {
+                self.detect_login_failure(&meta.ip, account).await?;
+            }
             return Err(AppError::Throttled { retry_after_secs: throttle::retry_after_secs(wait_ms) });
         }
         Ok(())

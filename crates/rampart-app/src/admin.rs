@@ -171,6 +171,7 @@ impl App {
             self.inner.auth_cache.forget(&SessionEnded::AllOfUser(target.clone()));
             let details = json!({ "from": user.role.as_str(), "to": role.as_str() });
             self.audit_done(auth, "admin.user.role_changed", Some(target.as_str()), meta, details).await?;
+            self.detect_role_change(&auth.user.id, target, user.role, role).await?;
         }
         if let Some(disabled) = change.disabled.filter(|d| *d != user.disabled) {
             guarded(self.inner.store.set_user_disabled(target, disabled).await?)?;

@@ -89,6 +89,19 @@ impl App {
         outcome: Outcome,
         details: serde_json::Value,
     ) -> Result<(), AppError> {
+        self.audit_seq(actor, action, target, meta, outcome, details).await.map(|_| ())
+    }
+
+    /// `audit`, returning the record's seq.
+    pub(crate) async fn audit_seq(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        meta: Option<&RequestMeta>,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) -> Result<i64, AppError> {
         let entry = AuditEntry {
             at: now(),
             actor: actor.to_owned(),
@@ -110,7 +123,7 @@ impl App {
         if due {
             self.sign_checkpoint(head).await?;
         }
-        Ok(())
+        Ok(head.seq)
     }
 
     /// The common case: the signed-in caller did `action` on `target`, and it succeeded.
@@ -201,6 +214,7 @@ impl App {
         if first_page {
             let details = json!({ "format": format!("{format:?}").to_lowercase(), "since": since.map(|t| t.0), "via": "command line" });
             self.audit(SYSTEM_ACTOR, "audit.export", None, None, Outcome::Success, details).await?;
+            self.detect_export(SYSTEM_ACTOR).await?;
         }
         Ok(self.inner.audit.list(after, since, limit).await?)
     }

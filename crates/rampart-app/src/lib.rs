@@ -6,9 +6,12 @@
 
 mod accounts;
 mod admin;
+mod alerts;
 mod audit;
 mod auth_cache;
+mod counters;
 mod error;
+mod forwarding;
 mod hashing;
 mod keys;
 mod messaging;
@@ -16,7 +19,9 @@ mod sessions;
 
 pub use accounts::{EnrollInput, LoginInput, LoginOutcome};
 pub use admin::{IssuedInvitation, UserChange};
+pub use alerts::{AlertNotice, ALERT_ACTION};
 pub use audit::{AuditPolicy, ExportFormat, Outcome};
+pub use counters::{AppCounters, ALERT_KINDS_MAX, ALERT_KIND_OTHER};
 pub use error::AppError;
 pub use hashing::HashPool;
 pub use keys::{KekRotation, Reencryption};
@@ -64,6 +69,7 @@ pub struct AppConfig {
     pub send_rate_per_sec: u32,
     pub send_burst: u32,
     pub audit: AuditPolicy,
+    pub detectors: rampart_core::detect::DetectorPolicy,
 }
 
 impl Default for AppConfig {
@@ -82,6 +88,7 @@ impl Default for AppConfig {
             send_rate_per_sec: limits::SEND_RATE_PER_SEC,
             send_burst: limits::SEND_BURST,
             audit: AuditPolicy::default(),
+            detectors: rampart_core::detect::DetectorPolicy::default(),
         }
     }
 }
@@ -122,6 +129,8 @@ struct Inner {
     sink: Arc<dyn EventSink>,
     send_limiter: SendLimiter,
     auth_cache: auth_cache::AuthCache,
+    counters: AppCounters,
+    alerts: alerts::AlertState,
 }
 
 impl std::fmt::Debug for Inner {
@@ -147,7 +156,21 @@ impl App {
         let send_limiter = governor::RateLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst));
         let auth_cache = auth_cache::AuthCache::default();
         let audit_keys = audit::AuditKeys { signer: audit_signer, state: Default::default() };
-        let inner = Inner { store, audit, audit_keys, hashes, config, session_events, sink, send_limiter, auth_cache };
+        let counters = AppCounters::default();
+        let alerts = alerts::AlertState::new(config.detectors);
+        let inner = Inner {
+            store,
+            audit,
+            audit_keys,
+            hashes,
+            config,
+            session_events,
+            sink,
+            send_limiter,
+            auth_cache,
+            counters,
+            alerts,
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -155,6 +178,11 @@ impl App {
     pub fn trim_rate_limits(&self) {
         self.inner.send_limiter.retain_recent();
         self.inner.send_limiter.shrink_to_fit();
+    }
+
+    /// What the use cases have counted, for the metrics endpoint.
+    pub fn counters(&self) -> &AppCounters {
+        &self.inner.counters
     }
 
     /// Live connections subscribe here to close when their session or user is ended.

@@ -15,7 +15,7 @@ use rampart_store::{
 };
 use serde_json::json;
 
-use crate::{new_id, now, App, AppError, Authenticated, RequestMeta};
+use crate::{new_id, now, App, AppCounters, AppError, Authenticated, RequestMeta};
 
 /// Receives every committed event, to deliver to live connections (and, in a cluster, to other
 /// nodes). Called after the transaction that wrote the event has committed.
@@ -253,6 +253,7 @@ impl App {
                 let record =
                     event.message.clone().ok_or_else(|| AppError::Internal("message event without message".into()))?;
                 self.publish(event);
+                AppCounters::bump(&self.inner.counters.messages_sent);
                 Ok((record, true))
             }
             PostOutcome::Duplicate(first) => Ok((first, false)),
@@ -265,6 +266,7 @@ impl App {
     fn check_send_rate(&self, user: &UserId) -> Result<(), AppError> {
         use governor::clock::{Clock, DefaultClock};
         self.inner.send_limiter.check_key(user).map_err(|not_until| {
+            AppCounters::bump(&self.inner.counters.send_rate_limited);
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) }
         })

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod channel;
+pub mod detect;
 pub mod error;
 pub mod ids;
 pub mod limits;

@@ -36,6 +36,46 @@ pub const AUDIT_CHECKPOINT_INTERVAL_SECS: u64 = 10;
 pub const AUDIT_EXPORT_PAGE_MAX: u32 = 1_000;
 /// Records `rampart audit tail` shows by default.
 pub const AUDIT_TAIL_DEFAULT: u32 = 20;
+/// Forwarding to a SIEM (`audit.forward`): the wait before reconnecting to a collector starts
+/// here and doubles after each failure up to the max; a connection that delivers resets it.
+pub const AUDIT_FORWARD_BACKOFF_MS_MIN: u64 = 1_000;
+pub const AUDIT_FORWARD_BACKOFF_MS_MAX: u64 = 30_000;
+/// Records read, framed and written per page before the cursor is saved.
+pub const AUDIT_FORWARD_PAGE_MAX: u32 = 500;
+/// How often a caught-up forwarder looks for new records.
+pub const AUDIT_FORWARD_POLL_MS: u64 = 1_000;
+/// Records re-sent before the saved cursor on every new connection: bytes the kernel accepted
+/// before a connection failed may never have reached the collector. Sized to cover the socket's
+/// whole send buffer (`AUDIT_FORWARD_SEND_BUFFER_BYTES`, which Linux doubles) even for the
+/// shortest records (about 110 bytes).
+pub const AUDIT_FORWARD_REPLAY_ON_RECONNECT_RECORDS: i64 = 1_000;
+/// The forwarding socket's send buffer: it bounds what can be lost in flight.
+pub const AUDIT_FORWARD_SEND_BUFFER_BYTES: u32 = 32 * 1024;
+/// Deadlines of a connection (TCP connect plus TLS handshake) and of writing one page.
+pub const AUDIT_FORWARD_CONNECT_TIMEOUT_MS: u64 = 10_000;
+pub const AUDIT_FORWARD_WRITE_TIMEOUT_MS: u64 = 30_000;
+
+// ----- security detectors and alerts -----
+
+/// The sliding window the login detectors count in.
+pub const DETECTOR_WINDOW_SECS: u64 = 300;
+/// Brute force: failed logins from one IP within the window.
+pub const DETECTOR_IP_FAILURES_MAX: u32 = 20;
+/// Credential stuffing: distinct account names failing from one IP within the window.
+pub const DETECTOR_IP_ACCOUNTS_MAX: u32 = 10;
+/// Distributed guessing: distinct IPs failing on one account within the window.
+pub const DETECTOR_ACCOUNT_IPS_MAX: u32 = 10;
+/// Mass export: exports by one actor within the export window.
+pub const DETECTOR_EXPORTS_MAX: u32 = 5;
+pub const DETECTOR_EXPORT_WINDOW_SECS: u64 = 3_600;
+/// Alerts waiting for the webhook; past this they are dropped (and counted), never blocking.
+pub const ALERT_QUEUE_LEN_MAX: usize = 1_024;
+/// Webhook deliveries are tried this many times, waiting from the first back-off doubling to the last.
+pub const WEBHOOK_ATTEMPTS_MAX: u32 = 6;
+pub const WEBHOOK_BACKOFF_MS_FIRST: u64 = 1_000;
+pub const WEBHOOK_BACKOFF_MS_MAX: u64 = 60_000;
+/// One webhook request, connect to answer.
+pub const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
 
 // ----- HTTP edge (config overrides in `[limits]`) -----
 

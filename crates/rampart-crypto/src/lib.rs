@@ -8,6 +8,7 @@
 pub mod audit_chain;
 pub mod envelope;
 pub mod keyring;
+pub mod mac;
 pub mod password;
 pub mod token;
 

@@ -21,6 +21,7 @@ use crate::{StoreError, StoreResult};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "audit log", include_str!("../migrations/sqlite/audit_0001.sql")),
     (2, "audit chain", include_str!("../migrations/sqlite/audit_0002.sql")),
+    (3, "audit forwarding cursor", include_str!("../migrations/sqlite/audit_0003.sql")),
 ];
 /// Records read per query when verifying or chaining old records.
 const VERIFY_BATCH_MAX: i64 = 1_000;
@@ -92,6 +93,10 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
     async fn head(&self) -> StoreResult<Option<AuditHead>>;
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()>;
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// Records of one `action` with `seq > after`, oldest first, at most `limit`.
+    async fn list_action(&self, action: &str, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    /// Whether a record of `action` by `actor` with `outcome` (and from `ip`, when given) exists.
+    async fn has_record(&self, action: &str, actor: &str, outcome: &str, ip: Option<&str>) -> StoreResult<bool>;
     /// Recomputes the whole chain against the stored hashes, the stored checkpoints and `extra`
     /// ones kept elsewhere, and (when known) the last seq the running server wrote.
     async fn verify(
@@ -100,6 +105,11 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
         extra: Vec<Checkpoint>,
         expected_head: Option<i64>,
     ) -> StoreResult<VerifyReport>;
+    /// The last seq handed to the collector `target` (0 when none has been).
+    async fn forward_cursor(&self, target: &str) -> StoreResult<i64>;
+    /// Moves `target`'s cursor to `seq`; never backwards (a lower `seq` leaves it where it is), so
+    /// a forwarder re-sending older records after a reconnect cannot lose ground.
+    async fn set_forward_cursor(&self, target: &str, seq: i64) -> StoreResult<()>;
 }
 
 #[derive(Clone, Debug)]
@@ -284,6 +294,31 @@ impl AuditStore for SqliteAuditStore {
         rows.iter().map(checkpoint_from_row).collect()
     }
 
+    async fn list_action(&self, action: &str, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log WHERE action = ? AND seq > ? ORDER BY seq LIMIT ?"))
+                .bind(action)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(row_to_audit).collect()
+    }
+
+    async fn has_record(&self, action: &str, actor: &str, outcome: &str, ip: Option<&str>) -> StoreResult<bool> {
+        let found: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM audit_log WHERE action = ?1 AND actor = ?2 AND outcome = ?3
+             AND (?4 IS NULL OR ip = ?4))",
+        )
+        .bind(action)
+        .bind(actor)
+        .bind(outcome)
+        .bind(ip)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(found)
+    }
+
     async fn verify(
         &self,
         verifier: Option<&AuditVerifier>,
@@ -314,5 +349,70 @@ impl AuditStore for SqliteAuditStore {
             }
         }
         Ok(walk.finish(expected_head))
+    }
+
+    async fn forward_cursor(&self, target: &str) -> StoreResult<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM audit_forward_cursor WHERE target = ?")
+            .bind(target)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn set_forward_cursor(&self, target: &str, seq: i64) -> StoreResult<()> {
+        if seq < 0 {
+            return Err(StoreError::Corrupt("a forwarding cursor below 0"));
+        }
+        sqlx::query(
+            "INSERT INTO audit_forward_cursor (target, seq) VALUES (?, ?)
+             ON CONFLICT (target) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        )
+        .bind(target)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(action: &str) -> AuditEntry {
+        AuditEntry {
+            at: Timestamp(1_000),
+            actor: "system".to_owned(),
+            action: action.to_owned(),
+            target: None,
+            ip: None,
+            user_agent: None,
+            outcome: "success",
+            details: "{}".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forwarding_cursor_starts_at_zero_moves_only_forward_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.db");
+        let store = SqliteAuditStore::open(&path).await.expect("open");
+        for action in ["a", "b", "c"] {
+            store.append(&entry(action)).await.expect("append");
+        }
+        let (one, two) = ("tcp://siem.example:6514", "tls://other.example:6514");
+        assert_eq!(store.forward_cursor(one).await.expect("cursor"), 0);
+        store.set_forward_cursor(one, 2).await.expect("set");
+        store.set_forward_cursor(one, 1).await.expect("set lower");
+        assert_eq!(store.forward_cursor(one).await.expect("cursor"), 2, "a lower seq must not move it back");
+        assert_eq!(store.forward_cursor(two).await.expect("cursor"), 0, "each target has its own cursor");
+        assert!(store.set_forward_cursor(one, -1).await.is_err());
+        store.set_forward_cursor(one, 3).await.expect("set");
+        drop(store);
+
+        let store = SqliteAuditStore::open(&path).await.expect("reopen");
+        assert_eq!(store.forward_cursor(one).await.expect("cursor"), 3);
+        let after: Vec<i64> = store.list(2, None, 10).await.expect("list").iter().map(|r| r.seq).collect();
+        assert_eq!(after, vec![3]);
     }
 }

@@ -55,10 +55,31 @@ pub struct RawConfig {
     #[serde(default)]
     pub audit: RawAudit,
     #[serde(default)]
+    pub alerts: crate::config_alerts::RawAlerts,
+    #[serde(default)]
     pub websocket: RawWebsocket,
     #[serde(default)]
     pub encryption: RawEncryption,
+    #[serde(default)]
+    pub metrics: RawMetrics,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub allow: Option<Vec<String>>,
+}
+
+/// Who may scrape `/metrics` on the admin listener: peers whose address is in one of these nets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+/// The default scrapers: this host only.
+const METRICS_ALLOW_DEFAULT: [&str; 2] = ["127.0.0.1/32", "::1/128"];
+/// Most entries in `metrics.allow`.
+const METRICS_ALLOW_NETS_MAX: usize = 256;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +101,10 @@ pub struct RawAudit {
     pub checkpoint_every_records: Option<u64>,
     pub checkpoint_interval_secs: Option<u64>,
     pub checkpoint_file: Option<PathBuf>,
+    /// A SIEM collector: `tcp://host:port` or `tls://host:port`.
+    pub forward: Option<String>,
+    pub forward_ca_file: Option<PathBuf>,
+    pub forward_server_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,8 +239,13 @@ pub struct Config {
     pub log_level: String,
     pub ws: WsLimits,
     pub encryption: EncryptionConfig,
+    pub metrics: MetricsConfig,
     /// How often the audit chain's head is signed when records were added.
     pub audit_checkpoint_interval_secs: u64,
+    /// The SIEM collector audit records are forwarded to, if any.
+    pub audit_forward: Option<crate::forward::ForwardTarget>,
+    /// Where security alerts are posted, if anywhere.
+    pub webhook: Option<crate::config_alerts::WebhookConfig>,
     /// `None`: the embedded SQLite store in `data_dir`. Resolved from its reference at load; Debug
     /// prints `[redacted]`.
     // Read by the store once PostgreSQL is built; the embedded store ignores it today.
@@ -430,6 +460,15 @@ impl RawConfig {
             }
         }
         app.audit.checkpoint_file.clone_from(&self.audit.checkpoint_file);
+        let audit_forward = crate::forward::target_from_config(
+            self.audit.forward.as_deref(),
+            self.audit.forward_ca_file.as_deref(),
+            self.audit.forward_server_name.as_deref(),
+        )?;
+        let (detectors, webhook, alert_warnings) = self.alerts.validate(env)?;
+        app.detectors = detectors;
+        let mut warnings = warnings;
+        warnings.extend(alert_warnings);
         let encryption = EncryptionConfig {
             epoch_messages_max: ranged(
                 "encryption.epoch_messages_max",
@@ -446,6 +485,7 @@ impl RawConfig {
                 3_650,
             )?,
         };
+        let metrics = MetricsConfig { allow: metrics_allow(self.metrics.allow)? };
         Ok(Config {
             listen,
             http_listen,
@@ -462,11 +502,41 @@ impl RawConfig {
             log_level,
             ws,
             encryption,
+            metrics,
             audit_checkpoint_interval_secs,
+            audit_forward,
+            webhook,
             database_url,
             warnings,
         })
     }
+}
+
+/// The nets of `metrics.allow`: each `address/prefix` (a bare address is that one host), with no
+/// host bits set past the prefix, which would hint at a typo.
+fn metrics_allow(list: Option<Vec<String>>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    const KEY: &str = "metrics.allow";
+    let list = list.unwrap_or_else(|| METRICS_ALLOW_DEFAULT.iter().map(|s| (*s).to_owned()).collect());
+    if list.len() > METRICS_ALLOW_NETS_MAX {
+        return Err(bad(KEY, format!("at most {METRICS_ALLOW_NETS_MAX} entries (got {})", list.len())));
+    }
+    list.iter().map(|text| parse_net(KEY, text)).collect()
+}
+
+fn parse_net(key: &str, text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let net = match text.parse::<ipnet::IpNet>() {
+        Ok(net) => net,
+        Err(_) => match text.parse::<std::net::IpAddr>() {
+            Ok(address) => ipnet::IpNet::from(address),
+            Err(_) => {
+                return Err(bad(key, format!("`{text}` is not a CIDR such as 127.0.0.1/32, 10.0.0.0/8 or ::1/128")))
+            }
+        },
+    };
+    if net.trunc() != net {
+        return Err(bad(key, format!("`{text}` has bits set past its prefix; did you mean {}?", net.trunc())));
+    }
+    Ok(net)
 }
 
 /// The keys that can carry a secret (a password in a database or NATS URL), checked before any other
@@ -718,5 +788,32 @@ mod tests {
             assert_eq!(parse(&format!("[encryption]\n{text}")).expect_err(text).key, key);
         }
         assert!(toml::from_str::<RawConfig>("[encryption]\nepoch_max = 1").is_err());
+    }
+
+    #[test]
+    fn metrics_allow_defaults_to_loopback_and_parses_cidrs() {
+        let config = parse("").expect("defaults");
+        let shown: Vec<String> = config.metrics.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "::1/128"]);
+        let config =
+            parse("[metrics]\nallow = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\", \"fe80::1\"]").expect("valid");
+        let shown: Vec<String> = config.metrics.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "fe80::1/128"]);
+        assert!(parse("[metrics]\nallow = []").expect("nobody").metrics.allow.is_empty());
+    }
+
+    #[test]
+    fn a_bad_metrics_cidr_names_its_key() {
+        for bad_net in ["10.0.0.0/33", "::1/129", "localhost", "10.0.0/8", "10.0.0.1/8", "", "10.0.0.0/"] {
+            let error = parse(&format!("[metrics]\nallow = [\"{bad_net}\"]")).expect_err(bad_net);
+            assert_eq!(error.key, "metrics.allow", "{bad_net}");
+        }
+        let error = parse("[metrics]\nallow = [\"10.1.2.3/8\"]").expect_err("host bits");
+        assert!(error.reason.contains("10.0.0.0/8"), "{error}");
+        let many: Vec<String> =
+            (0..=METRICS_ALLOW_NETS_MAX).map(|n| format!("\"10.0.{}.{}/32\"", n / 256, n % 256)).collect();
+        let error = parse(&format!("[metrics]\nallow = [{}]", many.join(", "))).expect_err("too many");
+        assert_eq!(error.key, "metrics.allow");
+        assert!(toml::from_str::<RawConfig>("[metrics]\nallowed = []").is_err());
     }
 }

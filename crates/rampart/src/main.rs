@@ -5,13 +5,17 @@
 mod audit_format;
 mod cli;
 mod config;
+mod config_alerts;
+mod forward;
 mod fsutil;
 mod gateway;
 mod http;
+mod metrics;
 mod prefixed;
 mod secrets;
 mod server;
 mod tls;
+mod webhook;
 
 use clap::Parser;
 

@@ -15,8 +15,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-/// The suites we offer, strongest first: all AEAD, all with forward secrecy.
-fn provider() -> CryptoProvider {
+/// The suites we offer, strongest first: all AEAD, all with forward secrecy. The audit
+/// forwarder's TLS client offers the same.
+pub(crate) fn provider() -> CryptoProvider {
     use rustls::crypto::ring::cipher_suite as suite;
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = vec![
@@ -87,6 +88,13 @@ impl ReloadingResolver {
         Ok(())
     }
 
+    /// When the certificate in service (the first of its chain) expires, in seconds since the Unix
+    /// epoch; `None` if it cannot be read.
+    pub fn not_after_unix_secs(&self) -> Option<i64> {
+        let current = self.current.read().ok().map(|key| Arc::clone(&key))?;
+        certificate_not_after_unix_secs(current.cert.first()?)
+    }
+
     fn stamp(&self) -> Option<(SystemTime, u64, SystemTime, u64)> {
         let cert = std::fs::metadata(&self.cert_file).ok()?;
         let key = std::fs::metadata(&self.key_file).ok()?;
@@ -95,7 +103,13 @@ impl ReloadingResolver {
 
     /// Polls the files every `poll` and reloads when either changes. A half-written pair fails to
     /// load (the key will not match) and is simply tried again at the next poll.
-    pub fn spawn_watcher(self: &Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
+    /// `on_change` hears each change seen on disk: `Ok` when it was loaded, `Err` with the reason
+    /// when the old certificate was kept (the caller audits both).
+    pub fn spawn_watcher(
+        self: &Arc<Self>,
+        poll: Duration,
+        on_change: impl Fn(Result<(), String>) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let resolver = Arc::clone(self);
         tokio::spawn(async move {
             let mut loaded = resolver.stamp();
@@ -111,14 +125,22 @@ impl ReloadingResolver {
                     Ok(()) => {
                         loaded = now;
                         tracing::info!(cert_file = %resolver.cert_file.display(), "TLS certificate reloaded");
+                        on_change(Ok(()));
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "TLS certificate change seen but not loaded; keeping the old one")
+                        tracing::warn!(%error, "TLS certificate change seen but not loaded; keeping the old one");
+                        on_change(Err(format!("{error:#}")));
                     }
                 }
             }
         })
     }
+}
+
+/// The notAfter of a DER certificate, in seconds since the Unix epoch.
+pub fn certificate_not_after_unix_secs(der: &CertificateDer<'_>) -> Option<i64> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(certificate.validity().not_after.timestamp())
 }
 
 /// The rustls server configuration around a resolver.
@@ -174,4 +196,22 @@ pub fn ensure_dev_certificate(key_dir: &Path, extra_host: Option<&str>) -> anyho
     crate::fsutil::write_private(&key_file, leaf_key.serialize_pem().as_bytes())?;
     crate::fsutil::write_private(&cert_file, leaf_cert.pem().as_bytes())?;
     Ok((cert_file, key_file, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_development_certificate_expiry_is_read_from_its_der() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert_file, key_file, made) = ensure_dev_certificate(dir.path(), None).expect("dev certificate");
+        assert!(made);
+        let resolver = ReloadingResolver::load(&cert_file, &key_file).expect("load");
+        let not_after = resolver.not_after_unix_secs().expect("notAfter");
+        let expected =
+            (time::OffsetDateTime::now_utc() + time::Duration::days(DEV_CERT_VALIDITY_DAYS)).unix_timestamp();
+        assert!((expected - not_after).abs() < 120, "{not_after} vs {expected}");
+        assert_eq!(certificate_not_after_unix_secs(&CertificateDer::from(b"not a certificate".to_vec())), None);
+    }
 }

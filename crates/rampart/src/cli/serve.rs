@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Config, LogFormat};
 use crate::gateway::hub::Hub;
 use crate::http::{self, AppState};
+use crate::metrics::{Metrics, Sources};
 use crate::server::{bind, ConnectionLimiter, Listener};
 use crate::{fsutil, gateway, tls};
 
@@ -139,9 +140,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let bound = main_listener.local_addr()?;
     let public_origin = config.public_origin.clone().unwrap_or_else(|| format!("https://localhost:{}", bound.port()));
     let state_hub = hub.clone();
-    let state =
-        AppState { app: app.clone(), limits: config.limits, public_origin: public_origin.clone(), hub, ws: config.ws };
     let connections = ConnectionLimiter::new(config.limits.connections_per_ip_max, config.limits.connections_max);
+    let sources =
+        Sources { app: app.clone(), hub: hub.clone(), connections: connections.clone(), tls: Arc::clone(&resolver) };
+    let metrics = Arc::new(Metrics::new(config.metrics.allow.clone(), Some(sources)));
+    let state = AppState {
+        app: app.clone(),
+        limits: config.limits,
+        public_origin: public_origin.clone(),
+        hub,
+        ws: config.ws,
+        metrics,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -165,7 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(addr) = config.admin_listen {
         let listener = bind(addr, "admin").await?;
-        tracing::info!(url = %format!("https://{}", listener.local_addr()?), "admin listener (health)");
+        tracing::info!(url = %format!("https://{}", listener.local_addr()?), "admin listener (health, metrics)");
         let admin = Listener {
             router: http::admin_router(state.clone()),
             tls: Some(acceptor),
@@ -175,9 +185,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tasks.spawn(admin.run(listener, shutdown_rx.clone()));
     }
 
-    resolver.spawn_watcher(Duration::from_millis(config.tls_reload_poll_ms));
+    let audit_app = app.clone();
+    resolver.spawn_watcher(Duration::from_millis(config.tls_reload_poll_ms), move |result| {
+        let app = audit_app.clone();
+        tokio::spawn(async move {
+            let (outcome, details) = match result {
+                Ok(()) => (Outcome::Success, serde_json::json!({})),
+                Err(reason) => (Outcome::Failure, serde_json::json!({ "reason": reason })),
+            };
+            if let Err(error) =
+                app.audit("system", "config.tls_certificate_reloaded", None, None, outcome, details).await
+            {
+                tracing::error!(%error, "cannot audit the certificate reload");
+            }
+        });
+    });
     spawn_session_sweeper(app.clone());
     spawn_audit_checkpointer(app.clone(), Duration::from_secs(config.audit_checkpoint_interval_secs));
+    if let (Some(webhook), Some(notices)) = (config.webhook.clone(), app.take_alert_notices()) {
+        crate::webhook::spawn(webhook, notices)?;
+    }
+    if let Some(target) = config.audit_forward.clone() {
+        tracing::info!(target = %target.url, "forwarding audit records to a collector");
+        // Joined with the listeners at stop; it returns as soon as the stop is signalled.
+        tasks.spawn(crate::forward::Forwarder::new(app.clone(), target)?.run(shutdown_rx.clone()));
+    }
     write_owner_enrollment(&config, &app, &public_origin).await?;
     app.audit(
         "system",

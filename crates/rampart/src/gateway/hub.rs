@@ -104,11 +104,19 @@ pub struct Hub {
     state: RwLock<State>,
     next_id: AtomicU64,
     queue_len: usize,
+    /// Frames not queued because a connection's queue was full (each lagging connection is then
+    /// told to resync), for the metrics endpoint.
+    queue_drops: AtomicU64,
 }
 
 impl Hub {
     pub fn new(queue_len: usize) -> Arc<Self> {
-        Arc::new(Self { state: RwLock::new(State::default()), next_id: AtomicU64::new(1), queue_len })
+        Arc::new(Self {
+            state: RwLock::new(State::default()),
+            next_id: AtomicU64::new(1),
+            queue_len,
+            queue_drops: AtomicU64::new(0),
+        })
     }
 
     /// Registers a connection of `user` (before its channels are read, so no membership change
@@ -163,6 +171,11 @@ impl Hub {
         self.state.read().map(|s| s.conns.len()).unwrap_or(0)
     }
 
+    /// Frames dropped so far because a connection's queue was full.
+    pub fn queue_drops(&self) -> u64 {
+        self.queue_drops.load(Ordering::Relaxed)
+    }
+
     fn deliver(&self, channel: &ChannelId, item: &Outbound, skip_user: Option<&UserId>) {
         let Ok(state) = self.state.read() else { return };
         let Some(list) = state.by_channel.get(channel) else { return };
@@ -172,6 +185,7 @@ impl Hub {
                 continue;
             }
             if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(item.clone()) {
+                self.queue_drops.fetch_add(1, Ordering::Relaxed);
                 entry.control.raise(&entry.control.lagged);
             }
         }

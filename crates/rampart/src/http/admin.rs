@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ClientMeta, Session};
-use super::wire::{rfc3339, AdminUserView, AuditVerifyView, AuditView, InvitationView};
+use super::wire::{rfc3339, AdminUserView, AuditVerifyView, AuditView, InvitationView, SecurityEventView};
 use super::{bounded_limit, AppState};
 
 /// Audit records per page: default and most.
@@ -106,6 +106,17 @@ pub struct AuditParams {
     after: Option<i64>,
     #[serde(default)]
     limit: Option<u32>,
+}
+
+/// `GET /api/v1/admin/security/events?after=&limit=`: the detectors' alerts, oldest first.
+pub async fn security_events(
+    State(state): State<AppState>,
+    session: Session,
+    Query(params): Query<AuditParams>,
+) -> Result<Json<Vec<SecurityEventView>>, ApiError> {
+    let limit = bounded_limit(params.limit, AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX)?;
+    let rows = state.app.security_events(&session.auth, params.after.unwrap_or(0).max(0), limit).await?;
+    Ok(Json(rows.iter().map(SecurityEventView::from).collect()))
 }
 
 pub async fn verify_audit(

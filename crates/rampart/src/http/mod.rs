@@ -42,6 +42,8 @@ pub struct AppState {
     pub public_origin: String,
     pub hub: std::sync::Arc<crate::gateway::hub::Hub>,
     pub ws: crate::config::WsLimits,
+    /// The registry behind `/metrics` (admin listener) and who may read it.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The Content-Security-Policy of every response: same-origin only, no inline code.
@@ -66,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{id}/sessions", delete(admin::revoke_user_sessions))
         .route("/admin/audit", get(admin::read_audit))
         .route("/admin/audit/verify", get(admin::verify_audit))
+        .route("/admin/security/events", get(admin::security_events))
         .route("/channels", post(channels::create).get(channels::list))
         .route("/channels/{id}", get(channels::get_one).patch(channels::update))
         .route("/channels/{id}/join", post(channels::join))
@@ -77,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/dms", post(channels::open_direct))
         .route("/messages/{id}", patch(channels::edit).delete(channels::delete))
         .route("/events", get(crate::gateway::connect));
+    // Outermost, so a request is counted with the status and time its client saw.
+    let metrics = std::sync::Arc::clone(&state.metrics);
     Router::new()
         .nest("/api/v1", api)
         .merge(health_routes())
@@ -90,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(normalize_errors))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn_with_state(metrics, crate::metrics::track_http))
 }
 
 /// Refuses requests with more headers, or a larger head, than the limits (JSON 431).
@@ -109,9 +115,11 @@ pub fn health_routes() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
-/// The admin listener's router (health now; metrics join it later).
+/// The admin listener's router: health, and `/metrics` for peers in `metrics.allow`. `/metrics` is
+/// on no other router, so the public listener answers it with 404 like any unknown path.
 pub fn admin_router(state: AppState) -> Router {
     health_routes()
+        .route("/metrics", get(crate::metrics::scrape))
         .fallback(not_found)
         .with_state(state)
         .layer(middleware::from_fn(refuse_methods))

@@ -155,6 +155,31 @@ impl From<&AuditRow> for AuditView {
     }
 }
 
+/// A security alert as `GET /api/v1/admin/security/events` lists it.
+#[derive(Serialize)]
+pub struct SecurityEventView {
+    /// The seq of the alert's audit record (the paging cursor).
+    pub seq: i64,
+    pub at: String,
+    pub kind: String,
+    /// The IP, account name or user id the alert is about.
+    pub subject: Option<String>,
+    pub details: serde_json::Value,
+}
+
+impl From<&AuditRow> for SecurityEventView {
+    fn from(row: &AuditRow) -> Self {
+        let details: serde_json::Value = serde_json::from_str(&row.entry.details).unwrap_or(serde_json::Value::Null);
+        Self {
+            seq: row.seq,
+            at: rfc3339(row.entry.at),
+            kind: details["kind"].as_str().unwrap_or("unknown").to_owned(),
+            subject: row.entry.target.clone(),
+            details,
+        }
+    }
+}
+
 /// The verdict of `GET /api/v1/admin/audit/verify`: API.md's `{ok, checked, first_bad_seq?}`
 /// and what was found there.
 #[derive(Serialize)]

@@ -3,11 +3,14 @@
 
 mod accounts;
 mod admin;
+mod alerts;
 mod audit;
 mod cli;
 mod edge;
 mod encryption;
+mod forward;
 mod messaging;
+mod metrics;
 mod openapi;
 mod support;
 mod tidy;

@@ -233,4 +233,12 @@ impl App {
         authorize(Actor { role: auth.user.role }, Action::SearchDirectory).map_err(|_| AppError::Forbidden)?;
         Ok(self.inner.store.search_users(query, limits::DIRECTORY_RESULTS_MAX).await?)
     }
+
+    /// One user's names, by id, for any signed-in user: clients name message senders and
+    /// direct-message peers with it. Ids are random (UUID v4) and learned only from what the caller
+    /// can already see (channels, members, messages), so this reveals nothing the caller could
+    /// not read in a message header; disabled users are included, as their old messages remain.
+    pub async fn user_profile(&self, _auth: &Authenticated, id: &UserId) -> Result<UserRecord, AppError> {
+        self.inner.store.user_by_id(id).await?.ok_or(AppError::NotFound)
+    }
 }

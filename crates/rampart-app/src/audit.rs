@@ -232,6 +232,23 @@ impl App {
         self.check(auth, Action::ReadAudit)?;
         Ok(self.inner.audit.list(after, None, limit).await?)
     }
+
+    /// The `limit` records just below `before` (exclusive), oldest first; a `before` past the
+    /// newest record gives the newest page. Seqs are dense (a gap is tampering that `verify`
+    /// names), so this is the page after `before - limit - 1`.
+    pub async fn read_audit_before(
+        &self,
+        auth: &Authenticated,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, AppError> {
+        self.check(auth, Action::ReadAudit)?;
+        let head = self.inner.audit.latest(1).await?.last().map_or(0, |row| row.seq);
+        let end = before.min(head.saturating_add(1));
+        let after = end.saturating_sub(i64::from(limit)).saturating_sub(1).max(0);
+        let rows = self.inner.audit.list(after, None, limit).await?;
+        Ok(rows.into_iter().filter(|row| row.seq < end).collect())
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -3,12 +3,13 @@
 //! nothing uses it); a new data-key epoch now; and re-encryption of old epochs. Each is audited as
 //! an action of `system`; a rotation whose record cannot be written reports failure.
 
+use rampart_core::policy::Action;
 use rampart_core::{limits, ChannelId};
 use rampart_store::{KeyStatus, ReencryptProgress};
 use serde_json::json;
 
 use crate::audit::SYSTEM_ACTOR;
-use crate::{now, App, AppError, Outcome};
+use crate::{now, App, AppError, Authenticated, Outcome};
 
 /// What a KEK rotation did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +32,12 @@ pub struct Reencryption {
 impl App {
     pub async fn key_status(&self) -> Result<KeyStatus, AppError> {
         Ok(self.inner.store.key_status().await?)
+    }
+
+    /// Key status for the admin console: administrators only, like the audit log it sits beside.
+    pub async fn key_status_for(&self, auth: &Authenticated) -> Result<KeyStatus, AppError> {
+        self.check(auth, Action::ReadAudit)?;
+        self.key_status().await
     }
 
     /// Rotates the KEK. Safe while servers run: they wrap new data keys under whichever KEK the
@@ -98,5 +105,21 @@ impl App {
             json!({ "resealed": totals.resealed, "unreadable": totals.unreadable, "remaining": totals.remaining });
         self.audit(SYSTEM_ACTOR, "keys.reencrypt", None, None, Outcome::Success, details).await?;
         Ok(totals)
+    }
+}
+
+impl App {
+    /// Rebuilds the search index of one channel or all under fresh search keys (the old keys and
+    /// their entries are dropped once the new ones are complete); the server keeps answering
+    /// searches from the old index meanwhile. Audited.
+    pub async fn rebuild_search(&self, channel: Option<&ChannelId>) -> Result<(u64, u64), AppError> {
+        let (channels, messages) = self.inner.store.rebuild_search(channel, now()).await?;
+        if channel.is_some() && channels == 0 {
+            return Err(AppError::NotFound);
+        }
+        let details = json!({ "channels": channels, "messages": messages });
+        self.audit(SYSTEM_ACTOR, "search.rebuild", channel.map(ChannelId::as_str), None, Outcome::Success, details)
+            .await?;
+        Ok((channels, messages))
     }
 }

@@ -25,7 +25,7 @@ pub use counters::{AppCounters, ALERT_KINDS_MAX, ALERT_KIND_OTHER};
 pub use error::AppError;
 pub use hashing::HashPool;
 pub use keys::{KekRotation, Reencryption};
-pub use messaging::{ChannelAccess, EventSink, NoLiveConnections, SendInput};
+pub use messaging::{ChannelAccess, EventSink, NoLiveConnections, SearchInput, SendInput};
 pub use sessions::{Authenticated, NewSessionIssued, SessionEnded};
 
 use std::num::NonZeroU32;

@@ -8,7 +8,7 @@ use rampart_core::channel::{
     authorize_channel, ChannelAction, ChannelActor, ChannelDenied, ChannelFacts, ChannelKind, ChannelRole,
 };
 use rampart_core::validate::{ChannelName, ClientId, FieldError, MessageBody, Topic};
-use rampart_core::{limits, ChannelId, MessageId, Role, UserId};
+use rampart_core::{limits, ChannelId, MessageId, Role, Timestamp, UserId};
 use rampart_store::{
     ChannelChange, ChannelListing, ChannelRecord, CreateChannelOutcome, EventRecord, HistoryQuery, MemberRecord,
     MessageRecord, NewChannel, NewMessage, PostOutcome, UpdateOutcome,
@@ -351,5 +351,58 @@ impl App {
             return Ok(None);
         }
         Ok(Some(self.inner.store.events_after(channel, after, limit).await?))
+    }
+}
+
+/// A search request as the edge parsed it.
+#[derive(Clone, Debug, Default)]
+pub struct SearchInput {
+    pub q: String,
+    pub channel_id: Option<String>,
+    /// A username: only messages from them.
+    pub from: Option<String>,
+    /// The cursor of the previous page.
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// Cursors are `<created_at ms>.<message id>`: opaque to clients, checked when read back.
+fn parse_cursor(text: &str) -> Option<rampart_store::SearchCursor> {
+    let (at, id) = text.split_once('.')?;
+    Some(rampart_store::SearchCursor { created_at: Timestamp(at.parse().ok()?), id: MessageId::parse(id)? })
+}
+
+pub fn format_cursor(cursor: &rampart_store::SearchCursor) -> String {
+    format!("{}.{}", cursor.created_at.0, cursor.id.as_str())
+}
+
+impl App {
+    /// Messages matching the query in channels the caller belongs to, newest first.
+    pub async fn search(
+        &self,
+        auth: &Authenticated,
+        input: SearchInput,
+    ) -> Result<(Vec<MessageRecord>, Option<String>), AppError> {
+        let mut query =
+            rampart_core::search::SearchQuery::parse(&input.q).map_err(|e| FieldError::new("q", e.to_string()))?;
+        if let Some(from) = input.from.filter(|f| !f.is_empty()) {
+            query.from = Some(from.trim_start_matches('@').to_lowercase());
+        }
+        let channel = match input.channel_id.as_deref().filter(|c| !c.is_empty()) {
+            Some(text) => Some(
+                ChannelId::parse(text)
+                    .ok_or_else(|| FieldError::new("channel_id", "channel_id is not a channel id."))?,
+            ),
+            None => None,
+        };
+        let before = match input.before.as_deref().filter(|b| !b.is_empty()) {
+            Some(text) => {
+                Some(parse_cursor(text).ok_or_else(|| FieldError::new("before", "before is not a search cursor."))?)
+            }
+            None => None,
+        };
+        let page =
+            self.inner.store.search(&auth.user.id, &query, channel.as_ref(), before.as_ref(), input.limit).await?;
+        Ok((page.messages, page.next.as_ref().map(format_cursor)))
     }
 }

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod password_policy;
 pub mod policy;
 pub mod role;
+pub mod search;
 pub mod throttle;
 pub mod time;
 pub mod validate;

@@ -170,6 +170,9 @@ pub const CLIENT_ID_CHARS_MAX: usize = 64;
 /// Messages per history page: default and most.
 pub const HISTORY_PAGE_DEFAULT: u32 = 50;
 pub const HISTORY_PAGE_MAX: u32 = 200;
+/// Search results per page, by default and at most.
+pub const SEARCH_PAGE_DEFAULT: u32 = 20;
+pub const SEARCH_PAGE_MAX: u32 = 100;
 /// Most channels listed for one user.
 pub const CHANNEL_LIST_MAX: u32 = 10_000;
 /// Most members listed for one channel.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit_chain;
+pub mod blind;
 pub mod envelope;
 pub mod keyring;
 pub mod mac;

@@ -75,6 +75,7 @@ fn new_session(user: &UserId, created_at: Timestamp) -> NewSession {
 pub async fn run_all(store: &dyn Backend) {
     run_accounts(store).await;
     crate::conformance_channels::run_all(store).await;
+    crate::conformance_search::run_all(store).await;
 }
 
 /// The account, session and throttle checks.

@@ -10,6 +10,7 @@ pub mod audit_verify;
 pub mod conformance;
 mod conformance_channels;
 pub mod conformance_keys;
+pub mod conformance_search;
 mod model;
 mod model_channels;
 mod model_keys;
@@ -177,6 +178,19 @@ pub trait ChannelStore: Send + Sync + std::fmt::Debug {
     async fn mark_read(&self, channel: &ChannelId, user: &UserId, seq: i64) -> StoreResult<()>;
     /// `(channel, last_seq)` for every channel the user belongs to.
     async fn member_channel_seqs(&self, user: &UserId) -> StoreResult<Vec<(ChannelId, i64)>>;
+    /// Messages matching `query` in channels `user` is a member of (membership checked in the
+    /// query), newest first, older than `before`.
+    async fn search(
+        &self,
+        user: &UserId,
+        query: &rampart_core::search::SearchQuery,
+        channel: Option<&ChannelId>,
+        before: Option<&SearchCursor>,
+        limit: u32,
+    ) -> StoreResult<SearchPage>;
+    /// Rebuilds the search index of one channel or every channel under fresh search keys, while
+    /// the server runs; returns (channels, messages indexed).
+    async fn rebuild_search(&self, channel: Option<&ChannelId>, at: Timestamp) -> StoreResult<(u64, u64)>;
 }
 
 /// Encryption at rest, as `rampart keys` sees it. Sealing and opening bodies happens inside the

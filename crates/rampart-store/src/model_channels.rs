@@ -121,6 +121,20 @@ pub enum UpdateOutcome {
     NotFound,
 }
 
+/// Where a search page ends: the last message's time and id (results are newest first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchCursor {
+    pub created_at: Timestamp,
+    pub id: MessageId,
+}
+
+/// One page of search results, newest first, and the cursor of the next page if there may be one.
+#[derive(Clone, Debug)]
+pub struct SearchPage {
+    pub messages: Vec<MessageRecord>,
+    pub next: Option<SearchCursor>,
+}
+
 /// A history page request.
 #[derive(Clone, Copy, Debug)]
 pub struct HistoryQuery<'a> {

@@ -71,6 +71,14 @@ pub(crate) fn data_key_aad(channel: &ChannelId, epoch: i64) -> Aad {
     Aad::new("rampart data key v1", &[channel.as_str().as_bytes(), &epoch.to_be_bytes()])
 }
 
+/// The binding of a wrapped search key: which channel and version it belongs to.
+pub(crate) fn search_key_aad(channel: &ChannelId, version: i64) -> Aad {
+    Aad::new("rampart search key v1", &[channel.as_str().as_bytes(), &version.to_be_bytes()])
+}
+
+/// A channel's search keys as this node last read them: (version, active?, key).
+pub(crate) type SearchKeys = Vec<(i64, bool, Arc<DataKey>)>;
+
 /// The binding of a sealed message body: its channel, its row and the key that sealed it.
 pub(crate) fn body_aad(channel: &ChannelId, message: &MessageId, epoch: i64) -> Aad {
     Aad::new(
@@ -86,6 +94,7 @@ pub(crate) struct Vault {
     keyring: RwLock<Arc<Keyring>>,
     data_keys: Mutex<HashMap<(ChannelId, i64), Arc<DataKey>>>,
     active: Mutex<HashMap<ChannelId, ActiveKey>>,
+    search: Mutex<HashMap<ChannelId, (Instant, SearchKeys)>>,
 }
 
 impl Vault {
@@ -97,6 +106,7 @@ impl Vault {
             keyring: RwLock::new(Arc::new(keyring)),
             data_keys: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
+            search: Mutex::new(HashMap::new()),
         })
     }
 
@@ -189,9 +199,40 @@ impl Vault {
         entry
     }
 
-    /// Forgets every channel's active key (after `rotate-dek` in this process).
+    /// Forgets every channel's active key and search keys (after a rotation in this process).
     pub fn forget_active(&self) {
         self.active.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.search.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// A channel's search keys if this node read them within `ACTIVE_KEY_RECHECK_MS`.
+    pub fn cached_search_keys(&self, channel: &ChannelId) -> Option<SearchKeys> {
+        let cache = self.search.lock().unwrap_or_else(|p| p.into_inner());
+        let (read_at, keys) = cache.get(channel)?;
+        (read_at.elapsed() < Duration::from_millis(ACTIVE_KEY_RECHECK_MS)).then(|| keys.clone())
+    }
+
+    pub fn set_search_keys(&self, channel: &ChannelId, keys: SearchKeys) {
+        let mut cache = self.search.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= DATA_KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(channel.clone(), (Instant::now(), keys));
+    }
+
+    /// Unwraps a stored search key.
+    pub fn unwrap_search_key(
+        &self,
+        channel: &ChannelId,
+        version: i64,
+        kek_version: u32,
+        wrapped: &[u8],
+    ) -> StoreResult<Arc<DataKey>> {
+        let kek = self.kek(kek_version)?;
+        let key = kek
+            .unwrap(wrapped, &search_key_aad(channel, version))
+            .map_err(|_| StoreError::Integrity("a wrapped search key"))?;
+        Ok(Arc::new(key))
     }
 
     pub fn seal_body(key: &ActiveKey, channel: &ChannelId, message: &MessageId, body: &MessageBody) -> Vec<u8> {

@@ -11,13 +11,14 @@ use rampart_core::validate::{ChannelName, ClientId, MessageBody, Topic};
 use rampart_core::{limits, ChannelId, MessageId, Timestamp, UserId};
 
 use super::keys::KeyMap;
+use super::search::{delete_index, index_rows, insert_index};
 use super::SqliteStore;
 use crate::model_channels::*;
 use crate::vault::Vault;
 use crate::{ChannelStore, StoreError, StoreResult};
 
 const CHANNEL_COLUMNS: &str = "c.id, c.kind, c.name, c.topic, c.created_by, c.created_at, c.archived, c.last_seq";
-const MESSAGE_COLUMNS: &str =
+pub(crate) const MESSAGE_COLUMNS: &str =
     "m.id, m.channel_id, m.seq, m.sender_id, m.body, m.key_epoch, m.legacy_body, m.thread_id, \
      m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count";
 
@@ -174,7 +175,7 @@ async fn insert_member(
 
 impl SqliteStore {
     /// Messages from rows, each opened with its data key.
-    async fn messages_from_rows(
+    pub(crate) async fn messages_from_rows(
         &self,
         conn: &mut SqliteConnection,
         rows: &[SqliteRow],
@@ -236,13 +237,15 @@ impl SqliteStore {
                     return Ok(None);
                 };
                 let key = self.active_key(&channel, at).await?;
-                Some((Vault::seal_body(&key, &channel, id, body), key.epoch))
+                let index = index_rows(&self.search_keys(&channel, at).await?, body.as_str());
+                Some((Vault::seal_body(&key, &channel, id, body), key.epoch, channel, index))
             }
             None => None,
         };
+        let reindex = sealed.as_ref().map(|(_, _, channel, index)| (channel.clone(), index.clone()));
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let (update, kind) = match sealed {
-            Some((sealed, epoch)) => (
+            Some((sealed, epoch, _, _)) => (
                 sqlx::query(
                     "UPDATE messages SET body = ?, key_epoch = ?, legacy_body = NULL, edited_at = ? WHERE id = ? AND deleted = 0",
                 )
@@ -261,6 +264,12 @@ impl SqliteStore {
         let done = update.bind(at.0).bind(id.as_str()).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Ok(None);
+        }
+        // The index follows the text in the same transaction: an edit's old terms stop matching
+        // and its new ones match at commit; a deleted message matches nothing.
+        delete_index(&mut tx, id).await?;
+        if let Some((channel, index)) = &reindex {
+            insert_index(&mut tx, channel, id, index).await?;
         }
         let event = self.message_event(&mut tx, id, kind, at).await?;
         tx.commit().await?;
@@ -530,6 +539,10 @@ impl ChannelStore for SqliteStore {
         // a top-level message of this channel, or a missing channel — told apart below (rare).
         let key = self.active_key(&message.channel_id, message.created_at).await?;
         let sealed = Vault::seal_body(&key, &message.channel_id, &message.id, &message.body);
+        let search_keys = self.search_keys(&message.channel_id, message.created_at).await?;
+        let index = index_rows(&search_keys, message.body.as_str());
+        // The message, its event (by trigger) and its index entries commit together.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let seq: Option<i64> = sqlx::query_scalar(
             "INSERT INTO messages (id, channel_id, seq, sender_id, body, key_epoch, thread_id, client_id, created_at)
              SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?8, ?5, ?6, ?7 FROM channels c
@@ -546,11 +559,14 @@ impl ChannelStore for SqliteStore {
         .bind(message.client_id.as_ref().map(ClientId::as_str))
         .bind(message.created_at.0)
         .bind(key.epoch)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(seq) = seq else {
+            drop(tx);
             return self.explain_refused_post(message).await;
         };
+        insert_index(&mut tx, &message.channel_id, &message.id, &index).await?;
+        tx.commit().await?;
         let record = MessageRecord {
             id: message.id.clone(),
             channel_id: message.channel_id.clone(),
@@ -665,6 +681,35 @@ impl ChannelStore for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn search(
+        &self,
+        user: &UserId,
+        query: &rampart_core::search::SearchQuery,
+        channel: Option<&ChannelId>,
+        before: Option<&SearchCursor>,
+        limit: u32,
+    ) -> StoreResult<SearchPage> {
+        self.search_messages(user, query, channel, before, limit).await
+    }
+
+    async fn rebuild_search(&self, channel: Option<&ChannelId>, at: Timestamp) -> StoreResult<(u64, u64)> {
+        let channels: Vec<String> = match channel {
+            Some(id) => {
+                sqlx::query_scalar("SELECT id FROM channels WHERE id = ?")
+                    .bind(id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query_scalar("SELECT id FROM channels ORDER BY id").fetch_all(&self.pool).await?,
+        };
+        let mut messages = 0;
+        for id in &channels {
+            let id = ChannelId::parse(id).ok_or(StoreError::Corrupt("channel id"))?;
+            messages += self.rebuild_channel_index(&id, at).await?;
+        }
+        Ok((channels.len() as u64, messages))
     }
 
     async fn member_channel_seqs(&self, user: &UserId) -> StoreResult<Vec<(ChannelId, i64)>> {

@@ -53,7 +53,7 @@ async fn active_kek_version(conn: &mut SqliteConnection) -> StoreResult<u32> {
     u32::try_from(version).map_err(|_| StoreError::Corrupt("KEK version"))
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
 }
@@ -308,6 +308,28 @@ impl KeyStore for SqliteStore {
                 .await?;
             done += 1;
         }
+        // Search keys are wrapped the same way and move with the data keys.
+        let rows: Vec<(String, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT channel_id, version, kek_version, wrapped FROM search_keys WHERE kek_version != ? LIMIT ?",
+        )
+        .bind(i64::from(active))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (channel, version, kek_version, wrapped) in rows {
+            let channel = ChannelId::parse(&channel).ok_or(StoreError::Corrupt("search key channel"))?;
+            let kek_version = u32::try_from(kek_version).map_err(|_| StoreError::Corrupt("KEK version"))?;
+            let key = self.vault.unwrap_search_key(&channel, version, kek_version, &wrapped)?;
+            let wrapped = kek.wrap(&key, &crate::vault::search_key_aad(&channel, version));
+            sqlx::query("UPDATE search_keys SET kek_version = ?, wrapped = ? WHERE channel_id = ? AND version = ?")
+                .bind(i64::from(active))
+                .bind(wrapped)
+                .bind(channel.as_str())
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            done += 1;
+        }
         tx.commit().await?;
         Ok(done)
     }
@@ -316,6 +338,7 @@ impl KeyStore for SqliteStore {
         let retired: Vec<i64> = sqlx::query_scalar(
             "UPDATE kek_versions SET state = 'retired', retired_at = ?
              WHERE state = 'retiring' AND NOT EXISTS (SELECT 1 FROM data_keys d WHERE d.kek_version = kek_versions.version)
+             AND NOT EXISTS (SELECT 1 FROM search_keys s WHERE s.kek_version = kek_versions.version)
              RETURNING version",
         )
         .bind(at.0)

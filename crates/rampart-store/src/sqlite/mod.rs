@@ -4,6 +4,7 @@
 
 mod channels;
 mod keys;
+mod search;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -42,6 +43,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "messaging", include_str!("../../migrations/sqlite/0002_messaging.sql")),
     (3, "message trigger", include_str!("../../migrations/sqlite/0003_message_trigger.sql")),
     (4, "encryption", include_str!("../../migrations/sqlite/0004_encryption.sql")),
+    (5, "search", include_str!("../../migrations/sqlite/0005_search.sql")),
 ];
 
 /// The versioned migrations, embedded in the binary, run by sqlx's migrator.
@@ -110,6 +112,7 @@ impl SqliteStore {
         let store = Self { pool, vault };
         store.check_keyring().await?;
         store.seal_legacy_bodies().await?;
+        store.index_channels_without_keys().await?;
         Ok(store)
     }
 

@@ -4,6 +4,7 @@
 mod audit;
 mod invite;
 mod keys;
+mod search;
 mod serve;
 
 use std::path::PathBuf;
@@ -29,6 +30,26 @@ pub enum Command {
     Keys(KeysArgs),
     /// The audit log: verify its hash chain, export it, show the newest records.
     Audit(AuditArgs),
+    /// The message search index.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    #[command(subcommand)]
+    pub command: SearchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Rebuild the index under fresh search keys (safe while the server runs; resumable).
+    Rebuild {
+        /// The channel; every channel when left out.
+        #[arg(long, value_name = "ID")]
+        channel: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +197,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite(args) => {
             let config = load(&args.deployment, |_| {})?;
             invite::run(config, &args.role, args.expires_in_hours).await
+        }
+        Command::Search(args) => {
+            let config = load(&args.deployment, |_| {})?;
+            search::run(config, args.command).await
         }
         Command::Audit(args) => {
             let config = load(&args.deployment, |_| {})?;

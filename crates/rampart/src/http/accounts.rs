@@ -202,6 +202,17 @@ pub async fn directory(
     Ok(Json(users.iter().map(DirectoryEntry::from).collect()))
 }
 
+/// `GET /api/v1/users/{id}`: one user's names (see `App::user_profile`).
+pub async fn user_profile(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<DirectoryEntry>, ApiError> {
+    let id = rampart_core::UserId::parse(&id).ok_or_else(|| ApiError::of(ErrorCode::NotFound))?;
+    let user = state.app.user_profile(&session.auth, &id).await?;
+    Ok(Json(DirectoryEntry::from(&user)))
+}
+
 impl From<FieldError> for ApiError {
     fn from(error: FieldError) -> Self {
         ApiError::new(ErrorCode::InvalidInput, error.message)

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ClientMeta, Session};
-use super::wire::{rfc3339, AdminUserView, AuditVerifyView, AuditView, InvitationView, SecurityEventView};
+use super::wire::{
+    rfc3339, AdminUserView, AuditVerifyView, AuditView, InvitationView, KeyStatusView, SecurityEventView,
+};
 use super::{bounded_limit, AppState};
 
 /// Audit records per page: default and most.
@@ -104,6 +106,9 @@ pub async fn revoke_user_sessions(
 pub struct AuditParams {
     #[serde(default)]
     after: Option<i64>,
+    /// Audit only: the page just below this seq (a value past the newest gives the newest page).
+    #[serde(default)]
+    before: Option<i64>,
     #[serde(default)]
     limit: Option<u32>,
 }
@@ -134,6 +139,18 @@ pub async fn read_audit(
     Query(params): Query<AuditParams>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     let limit = bounded_limit(params.limit, AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX)?;
-    let rows = state.app.read_audit(&session.auth, params.after.unwrap_or(0).max(0), limit).await?;
+    let rows = match (params.after, params.before) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(ErrorCode::InvalidInput, "Give `after` or `before`, not both."))
+        }
+        (_, Some(before)) => state.app.read_audit_before(&session.auth, before.max(0), limit).await?,
+        (after, None) => state.app.read_audit(&session.auth, after.unwrap_or(0).max(0), limit).await?,
+    };
     Ok(Json(rows.iter().map(AuditView::from).collect()))
+}
+
+/// `GET /api/v1/admin/keys`: the KEK versions and data keys, as `rampart keys status` shows them.
+pub async fn key_status(State(state): State<AppState>, session: Session) -> Result<Json<KeyStatusView>, ApiError> {
+    let status = state.app.key_status_for(&session.auth).await?;
+    Ok(Json(KeyStatusView::from(&status)))
 }

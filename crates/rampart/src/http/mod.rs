@@ -8,6 +8,7 @@ mod channels;
 pub mod error;
 pub mod extract;
 pub mod redirect;
+mod search;
 mod web;
 pub mod wire;
 
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/sessions/{id}", delete(accounts::revoke_session))
         .route("/users/me", get(accounts::me))
         .route("/users", get(accounts::directory))
+        .route("/users/{id}", get(accounts::user_profile))
         .route("/admin/invitations", post(admin::create_invitation))
         .route("/admin/users", get(admin::list_users))
         .route("/admin/users/{id}", patch(admin::update_user))
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/audit", get(admin::read_audit))
         .route("/admin/audit/verify", get(admin::verify_audit))
         .route("/admin/security/events", get(admin::security_events))
+        .route("/admin/keys", get(admin::key_status))
         .route("/channels", post(channels::create).get(channels::list))
         .route("/channels/{id}", get(channels::get_one).patch(channels::update))
         .route("/channels/{id}/join", post(channels::join))
@@ -76,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/channels/{id}/members", get(channels::members).post(channels::add_member))
         .route("/channels/{id}/members/{user_id}", delete(channels::remove_member))
         .route("/channels/{id}/messages", post(channels::send).get(channels::history))
+        .route("/search", get(search::search))
         .route("/channels/{id}/read", post(channels::mark_read))
         .route("/dms", post(channels::open_direct))
         .route("/messages/{id}", patch(channels::edit).delete(channels::delete))

@@ -209,6 +209,46 @@ impl From<&rampart_store::VerifyReport> for AuditVerifyView {
     }
 }
 
+/// `GET /api/v1/admin/keys`: the key-encryption keys and the data keys they wrap.
+#[derive(Serialize)]
+pub struct KeyStatusView {
+    pub active_kek: Option<u32>,
+    pub keks: Vec<KekView>,
+    pub channels_with_keys: u64,
+    pub data_keys: u64,
+    pub messages_on_old_epochs: u64,
+}
+
+#[derive(Serialize)]
+pub struct KekView {
+    pub version: u32,
+    pub state: &'static str,
+    pub data_keys: u64,
+    /// Whether this node found the version's file in `key_dir`.
+    pub in_key_dir: bool,
+}
+
+impl From<&rampart_store::KeyStatus> for KeyStatusView {
+    fn from(status: &rampart_store::KeyStatus) -> Self {
+        Self {
+            active_kek: status.active_kek(),
+            keks: status
+                .keks
+                .iter()
+                .map(|k| KekView {
+                    version: k.version,
+                    state: k.state.as_str(),
+                    data_keys: k.data_keys,
+                    in_key_dir: k.in_key_dir,
+                })
+                .collect(),
+            channels_with_keys: status.channels_with_keys,
+            data_keys: status.data_keys,
+            messages_on_old_epochs: status.messages_on_old_epochs,
+        }
+    }
+}
+
 /// A channel as API.md shows it; the `member`, `role`, `unread` and `last_read_seq` fields are
 /// filled for the caller's own listing.
 #[derive(Serialize)]

@@ -71,6 +71,10 @@ async fn message_text_never_reaches_any_file_of_the_data_directory() {
     assert_eq!(files_containing(&dirs.data(), SENTINEL.as_bytes()), Vec::<PathBuf>::new(), "after stop");
     // The audit log, in its own directory, holds no message text either.
     assert_eq!(files_containing(&dirs.audit(), SENTINEL.as_bytes()), Vec::<PathBuf>::new(), "audit");
+    // Nor do the search index's terms appear: they are stored only as keyed hashes.
+    for term in ["quokka", "5d1e77"] {
+        assert_eq!(files_containing(&dirs.data(), term.as_bytes()), Vec::<PathBuf>::new(), "indexed term {term}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

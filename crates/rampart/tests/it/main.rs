@@ -12,6 +12,7 @@ mod forward;
 mod messaging;
 mod metrics;
 mod openapi;
+mod search;
 mod support;
 mod tidy;
 mod tls;

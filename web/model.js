@@ -1,0 +1,237 @@
+// The client's state, without DOM: channels with unread counts, a cursor per channel (the highest
+// event seq applied, so a replayed event is applied exactly once), loaded messages by id, thread
+// replies, typing notices, and messages being sent. Views subscribe to changes.
+
+const TYPING_SHOWN_MS = 6_000;
+
+export class Model {
+  constructor(me) {
+    this.me = me;
+    this.channels = new Map(); // id → channel as GET /channels lists it
+    this.cursors = new Map(); // channel id → highest event seq applied
+    this.history = new Map(); // channel id → {byId: Map, hasMore, loaded}
+    this.threads = new Map(); // parent message id → {byId: Map, loaded}
+    this.pending = new Map(); // client_id → message being sent
+    this.typing = new Map(); // channel id → Map(user id → expiry ms)
+    this.activeChannel = null;
+    this.listeners = new Set();
+  }
+
+  subscribe(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  emit(change) {
+    for (const fn of this.listeners) fn(change);
+  }
+
+  // Channels ------------------------------------------------------------------------------------
+
+  setChannels(list) {
+    this.channels.clear();
+    for (const channel of list) this.putChannel(channel);
+    this.emit({ type: "channels" });
+  }
+
+  putChannel(channel) {
+    const before = this.channels.get(channel.id) || {};
+    const merged = { unread: 0, ...before, ...channel };
+    this.channels.set(channel.id, merged);
+    if (merged.member && !this.cursors.has(channel.id)) this.cursors.set(channel.id, channel.last_seq || 0);
+    return merged;
+  }
+
+  removeChannel(id) {
+    this.channels.delete(id);
+    this.cursors.delete(id);
+    this.history.delete(id);
+    this.emit({ type: "channels" });
+    this.emit({ type: "removed", channelId: id });
+  }
+
+  memberChannels() {
+    return [...this.channels.values()].filter((c) => c.member);
+  }
+
+  /** The cursors to resume from: every channel the user belongs to. */
+  resumeCursors() {
+    const cursors = {};
+    for (const channel of this.memberChannels()) cursors[channel.id] = this.cursors.get(channel.id) ?? channel.last_seq ?? 0;
+    return cursors;
+  }
+
+  markSeen(channelId) {
+    const channel = this.channels.get(channelId);
+    if (channel && channel.unread) {
+      channel.unread = 0;
+      this.emit({ type: "channels" });
+    }
+  }
+
+  // Messages ------------------------------------------------------------------------------------
+
+  historyOf(channelId) {
+    if (!this.history.has(channelId)) this.history.set(channelId, { byId: new Map(), hasMore: false, loaded: false });
+    return this.history.get(channelId);
+  }
+
+  /** Adds a page of history (older or newer), keyed by id so overlaps are harmless. */
+  addHistory(channelId, messages, hasMore, older) {
+    const store = this.historyOf(channelId);
+    for (const message of messages) this.storeMessage(message);
+    if (older || !store.loaded) store.hasMore = hasMore;
+    store.loaded = true;
+    this.emit({ type: "history", channelId });
+  }
+
+  threadOf(parentId) {
+    if (!this.threads.has(parentId)) this.threads.set(parentId, { byId: new Map(), loaded: false });
+    return this.threads.get(parentId);
+  }
+
+  addThread(channelId, parentId, replies) {
+    const thread = this.threadOf(parentId);
+    for (const reply of replies) thread.byId.set(reply.id, reply);
+    thread.loaded = true;
+    this.emit({ type: "thread", parentId, channelId });
+  }
+
+  /** Stores a message wherever it belongs (channel list or thread), replacing an older copy. */
+  storeMessage(message) {
+    const store = this.historyOf(message.channel_id);
+    if (message.thread_id) {
+      if (this.threads.has(message.thread_id)) this.threads.get(message.thread_id).byId.set(message.id, message);
+    } else {
+      store.byId.set(message.id, message);
+    }
+    if (message.client_id && this.pending.has(message.client_id)) this.pending.delete(message.client_id);
+  }
+
+  findMessage(channelId, id) {
+    const found = this.history.get(channelId)?.byId.get(id);
+    if (found) return found;
+    for (const thread of this.threads.values()) if (thread.byId.has(id)) return thread.byId.get(id);
+    return null;
+  }
+
+  /** A message sent by this client, shown at once and replaced by the server's copy. */
+  addPending(message) {
+    this.pending.set(message.client_id, message);
+    this.emit({ type: "message", message, channelId: message.channel_id });
+  }
+
+  failPending(clientId, failed) {
+    const message = this.pending.get(clientId);
+    if (!message) return;
+    message.failed = failed;
+    this.emit({ type: "message", message, channelId: message.channel_id });
+  }
+
+  /** The server accepted a send: its answer replaces the pending copy (the event may come first). */
+  confirmSent(message) {
+    const pendingCopy = this.pending.get(message.client_id);
+    this.storeMessage(this.findMessage(message.channel_id, message.id) || message);
+    this.emit({ type: "message", message: this.findMessage(message.channel_id, message.id) || message, replaces: pendingCopy, channelId: message.channel_id });
+  }
+
+  pendingIn(channelId, threadId = null) {
+    return [...this.pending.values()].filter((m) => m.channel_id === channelId && (m.thread_id || null) === threadId);
+  }
+
+  // Live events ---------------------------------------------------------------------------------
+
+  /** Applies one event frame; returns false for a duplicate (at or below the cursor). */
+  applyEvent(frame) {
+    const { channel_id: channelId, seq, kind, data } = frame;
+    const cursor = this.cursors.get(channelId);
+    if (cursor === undefined) {
+      // Not a channel we follow yet: only our own join brings one in.
+      if (kind !== "member.joined" || data?.user_id !== this.me.id) return false;
+      this.putChannel({ ...(data.channel || { id: channelId }), member: true, unread: 0 });
+      this.cursors.set(channelId, seq);
+      this.emit({ type: "channels" });
+      this.emit({ type: "joined", channelId });
+      return true;
+    }
+    if (seq <= cursor) return false;
+    this.cursors.set(channelId, seq);
+    const channel = this.channels.get(channelId);
+    if (channel) channel.last_seq = Math.max(channel.last_seq || 0, seq);
+    switch (kind) {
+      case "message.created":
+        this.onCreated(channelId, data);
+        break;
+      case "message.edited":
+      case "message.deleted":
+        this.onChanged(channelId, data);
+        break;
+      case "member.left":
+        if (data?.user_id === this.me.id) this.removeChannel(channelId);
+        break;
+      case "channel.updated":
+        if (channel) this.putChannel({ ...data, member: true, unread: channel.unread });
+        this.emit({ type: "channels" });
+        this.emit({ type: "channel", channelId });
+        break;
+      default:
+        break;
+    }
+    return true;
+  }
+
+  onCreated(channelId, message) {
+    const replaces = message.client_id ? this.pending.get(message.client_id) : null;
+    // Counted on the event, which the cursor lets through exactly once (a send's own answer
+    // may have stored the reply already).
+    if (message.thread_id) {
+      const parent = this.history.get(channelId)?.byId.get(message.thread_id);
+      if (parent) {
+        parent.reply_count = (parent.reply_count || 0) + 1;
+        this.emit({ type: "message", message: parent, channelId });
+      }
+    }
+    this.storeMessage(message);
+    const channel = this.channels.get(channelId);
+    const seen = this.activeChannel === channelId && document.visibilityState === "visible";
+    if (channel && message.sender_id !== this.me.id && !message.deleted && !seen) {
+      channel.unread = (channel.unread || 0) + 1;
+      this.emit({ type: "channels" });
+    }
+    this.clearTyping(channelId, message.sender_id);
+    this.emit({ type: "message", message, replaces, channelId, live: true });
+  }
+
+  onChanged(channelId, message) {
+    this.storeMessage(message);
+    this.emit({ type: "message", message, channelId });
+  }
+
+  /** After a `resync`: this channel's loaded history is stale and is fetched again. */
+  resetHistory(channelId, lastSeq) {
+    this.history.delete(channelId);
+    if (lastSeq !== undefined) this.cursors.set(channelId, Math.max(this.cursors.get(channelId) || 0, lastSeq));
+    this.emit({ type: "stale", channelId });
+  }
+
+  // Typing --------------------------------------------------------------------------------------
+
+  noteTyping(channelId, userId) {
+    if (userId === this.me.id) return;
+    if (!this.typing.has(channelId)) this.typing.set(channelId, new Map());
+    this.typing.get(channelId).set(userId, Date.now() + TYPING_SHOWN_MS);
+    this.emit({ type: "typing", channelId });
+    setTimeout(() => this.emit({ type: "typing", channelId }), TYPING_SHOWN_MS + 50);
+  }
+
+  clearTyping(channelId, userId) {
+    if (this.typing.get(channelId)?.delete(userId)) this.emit({ type: "typing", channelId });
+  }
+
+  typists(channelId) {
+    const now = Date.now();
+    const map = this.typing.get(channelId);
+    if (!map) return [];
+    return [...map.entries()].filter(([, until]) => until > now).map(([id]) => id);
+  }
+}

@@ -1,7 +1,7 @@
 // The account page: who you are, change your password, your sessions (where you are signed in)
 // with revoke one, sign out of all other sessions, and sign out everywhere.
 
-import { api, describe, seg } from "./api.js";
+import { api, describe, rotatingSession, seg } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { ago, device, fullTime } from "./format.js";
 import { userText } from "./text.js";
@@ -149,7 +149,8 @@ export function mountAccount(main, ctx) {
     if (!current.value || !fresh.value) return say(passwordStatus, "Fill in your current and new password.", true);
     if (fresh.value !== repeat.value) return say(passwordStatus, "The new passwords do not match.", true);
     try {
-      await api.post("/api/v1/auth/password", { current_password: current.value, new_password: fresh.value });
+      const body = { current_password: current.value, new_password: fresh.value };
+      await rotatingSession(() => api.post("/api/v1/auth/password", body));
       for (const field of [current, fresh, repeat]) field.value = "";
       say(passwordStatus, "Password changed. Your other sessions were signed out.", false);
       loadSessions();

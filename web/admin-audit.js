@@ -99,8 +99,37 @@ export function mountAudit(body) {
   return { unmount() {} };
 }
 
+/** Details as nodes: "key: value" pairs, user ids shown by name (the id in the tooltip). */
+export function detailsNodes(details) {
+  if (!details || typeof details !== "object") return [];
+  return Object.entries(details).map(([key, value], i) =>
+    h(
+      "span",
+      { class: "detail" },
+      i ? " · " : "",
+      `${key}: `,
+      typeof value === "string" && UUID.test(value) ? nameNode(value, "detail-name") : typeof value === "string" ? userText(value) : JSON.stringify(value),
+    ),
+  );
+}
+
+/** Details as "key: value · key: value" (values that are not strings as JSON). */
+function detailsText(details) {
+  if (!details || typeof details !== "object") return "";
+  return Object.entries(details)
+    .map(([key, value]) => `${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`)
+    .join(" · ");
+}
+
+/** A target: ids shortened (the full id in the tooltip), anything else as text. */
+function targetCell(target) {
+  if (!target) return "—";
+  if (UUID.test(target)) return h("span", { class: "mono small", title: target, text: `${target.slice(0, 8)}…` });
+  return userText(target, "mono small");
+}
+
 function row(record) {
-  const details = record.details && typeof record.details === "object" && Object.keys(record.details).length ? JSON.stringify(record.details) : "";
+  const details = detailsText(record.details);
   return h(
     "tr",
     { dataset: { seq: record.seq } },
@@ -108,9 +137,9 @@ function row(record) {
     h("td", { class: "nowrap" }, h("time", { datetime: record.at, text: fullTime(record.at) })),
     h("td", {}, UUID.test(record.actor) ? nameNode(record.actor) : userText(record.actor)),
     h("td", {}, h("code", { text: record.action })),
-    h("td", {}, record.target ? userText(record.target, "mono small") : "—"),
+    h("td", {}, targetCell(record.target)),
     h("td", { class: "mono small" }, record.ip ? userText(record.ip) : "—"),
     h("td", {}, h("span", { class: `pill ${record.outcome === "success" ? "ok" : "danger"}`, text: record.outcome })),
-    h("td", { class: "details-cell", title: details }, details.length > DETAILS_SHOWN_MAX ? `${details.slice(0, DETAILS_SHOWN_MAX)}…` : details),
+    h("td", { class: "details-cell", title: details }, details.length > DETAILS_SHOWN_MAX ? `${details.slice(0, DETAILS_SHOWN_MAX)}…` : detailsNodes(record.details)),
   );
 }

@@ -7,7 +7,7 @@ import { ago, fullTime } from "./format.js";
 import { userText } from "./text.js";
 import { avatarNode, nameNode, remember } from "./users.js";
 import { confirmDialog } from "./dialogs.js";
-import { mountAudit } from "./admin-audit.js";
+import { detailsNodes, mountAudit } from "./admin-audit.js";
 
 const TABS = [
   ["users", "Users", "user"],
@@ -16,6 +16,7 @@ const TABS = [
   ["keys", "Encryption keys", "key"],
 ];
 const ROLES = ["guest", "member", "admin", "owner"];
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ALERT_LABELS = {
   brute_force: "Brute-force guessing",
   credential_stuffing: "Credential stuffing",
@@ -43,9 +44,12 @@ export function mountAdmin(main, ctx, route) {
     ),
   );
   let view = null;
+  let shown = null;
 
   function show(tab) {
     const known = TABS.some(([id]) => id === tab) ? tab : "users";
+    if (known === shown) return;
+    shown = known;
     replace(
       tabs,
       TABS.map(([id, label, iconName]) =>
@@ -286,9 +290,14 @@ function alertItem(event) {
     h(
       "div",
       {},
-      h("div", { class: "alert-title" }, h("strong", { text: ALERT_LABELS[event.kind] || event.kind }), event.subject ? [" · ", userText(event.subject, "mono")] : null),
+      h(
+        "div",
+        { class: "alert-title" },
+        h("strong", { text: ALERT_LABELS[event.kind] || event.kind }),
+        event.subject ? [" · ", UUID.test(event.subject) ? nameNode(event.subject) : userText(event.subject, "mono")] : null,
+      ),
       h("div", { class: "muted small" }, h("time", { datetime: event.at, text: fullTime(event.at) }), ` · audit record #${event.seq}`),
-      Object.keys(details).length ? h("code", { class: "details" }, JSON.stringify(details)) : null,
+      Object.keys(details).length ? h("div", { class: "details" }, detailsNodes(details)) : null,
     ),
   );
 }
@@ -335,7 +344,17 @@ function mountKeys(body) {
             ),
           ),
         ),
-        h("p", { class: "help", text: "Rotate on the server with `rampart keys rotate-kek` (re-wraps data keys, no downtime) or `rampart keys rotate-dek`; `rampart keys reencrypt` re-seals messages of older epochs. Keep key_dir backed up apart from data_dir." }),
+        h(
+          "p",
+          { class: "help" },
+          "Rotate on the server with ",
+          h("code", { text: "rampart keys rotate-kek" }),
+          " (re-wraps data keys, no downtime) or ",
+          h("code", { text: "rampart keys rotate-dek" }),
+          "; ",
+          h("code", { text: "rampart keys reencrypt" }),
+          " re-seals messages of older epochs. Back up key_dir apart from data_dir.",
+        ),
       );
     } catch (error) {
       replace(holder, h("p", { class: "error", role: "alert", text: describe(error) }));

@@ -11,6 +11,24 @@ export class ApiError extends Error {
 }
 
 let sessionEndedHandler = null;
+// A request that replaces the session cookie (a password change) while it runs: the server ends
+// the old session before the new cookie arrives, so a 401 seen meanwhile waits and retries once.
+let rotation = null;
+
+/** Runs `send()`, a request that gives this page a new session cookie. */
+export async function rotatingSession(send) {
+  const running = send();
+  const settled = running.then(
+    () => {},
+    () => {},
+  );
+  rotation = settled;
+  try {
+    return await running;
+  } finally {
+    if (rotation === settled) rotation = null;
+  }
+}
 
 /** Called once whenever a request finds the session gone (401 `unauthenticated`). */
 export function onSessionEnded(handler) {
@@ -21,7 +39,7 @@ export function onSessionEnded(handler) {
  * Sends one request. Cookie authentication: the browser adds the cookie and, for state changes,
  * the same-origin `Origin` header the server's CSRF check asks for.
  */
-export async function request(method, path, body) {
+export async function request(method, path, body, retried = false) {
   const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -40,6 +58,10 @@ export async function request(method, path, body) {
   const message = data?.error?.message || `The server answered ${response.status}.`;
   const retry = Number.parseInt(response.headers.get("Retry-After") || "", 10);
   const error = new ApiError(response.status, code, message, Number.isFinite(retry) ? retry : null);
+  if (code === "unauthenticated" && rotation && !retried) {
+    await rotation;
+    return request(method, path, body, true);
+  }
   if (code === "unauthenticated" && sessionEndedHandler) sessionEndedHandler();
   throw error;
 }

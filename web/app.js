@@ -21,6 +21,7 @@ function leave(notice) {
     shell = null;
   }
   forgetAll();
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   if (location.hash) history.replaceState(null, "", location.pathname);
   showSignIn(root, { notice, onSignedIn: enter });
 }

@@ -1,16 +1,17 @@
 // The channel view: header (name, topic, actions), the message log with earlier pages on demand,
-// live updates, read markers, the typing line, the composer and the thread pane.
+// live updates, read markers, the typing line, the composer and the thread pane; and showing one
+// message opened from a search result (history.js loads a window around it when needed).
 
 import { api, describe, seg } from "./api.js";
 import { h, icon, iconButton, replace } from "./dom.js";
 import { userText } from "./text.js";
 import { avatarNode, displayName, nameNode } from "./users.js";
-import { MessageList } from "./message.js";
+import { MessageList, enableKeyboard } from "./message.js";
 import { makeComposer } from "./composer.js";
 import { mountThread } from "./thread.js";
 import { confirmDialog, editTopic } from "./dialogs.js";
+import * as history from "./history.js";
 
-const PAGE = 50;
 const NEAR_BOTTOM_PX = 120;
 const READ_MARK_DELAY_MS = 400;
 
@@ -110,14 +111,20 @@ export function mountConversation(main, ctx, route) {
   );
   const top = h("div", { class: "history-top" });
   const listEl = h("div", { class: "msg-list", id: "message-list" });
-  const scroller = h("div", { class: "scroller", id: "messages", role: "log", "aria-labelledby": "conv-title", tabindex: "0" }, top, listEl);
-  const jump = h("button", { type: "button", class: "jump", hidden: true, on: { click: () => scrollToBottom(true) } }, "New messages ", icon("plus"));
+  const bottom = h("div", { class: "history-bottom" });
+  const scroller = h("div", { class: "scroller", id: "messages", role: "log", "aria-labelledby": "conv-title", tabindex: "0" }, top, listEl, bottom);
+  const jump = h("button", { type: "button", class: "jump", hidden: true, on: { click: onJump } });
+  let newBelow = false; // live messages arrived below the part of the log in view
+  let started = false;
+  let revealWanted = null; // a message to show once the view has started
   const typingLine = h("div", { class: "typing-line", "aria-live": "polite", id: "typing" });
   const composer = makeComposer({
     id: "composer",
     label: "Message",
     placeholder: "Write a message…",
     onSend: (text) => {
+      // Writing while reading far back: go to the present first, where the message will be.
+      if (model.historyOf(channelId).newerGap) jumpToPresent();
       const sending = send(ctx, newMessage(ctx, channelId, text));
       scrollToBottom(true);
       return sending;
@@ -137,6 +144,7 @@ export function mountConversation(main, ctx, route) {
   const openThread = (message) => ctx.navigate(`/c/${channelId}/t/${message.thread_id || message.id}`);
   const actions = messageActions(ctx, channelId, { onReply: openThread });
   const list = new MessageList(listEl, actions);
+  enableKeyboard(scroller, listEl);
 
   function channel() {
     return model.channels.get(channelId);
@@ -217,15 +225,33 @@ export function mountConversation(main, ctx, route) {
 
   function renderAll() {
     const store = model.historyOf(channelId);
-    list.reset([...store.byId.values(), ...model.pendingIn(channelId)]);
+    // Pending sends belong at the present, which a window far back does not show.
+    list.reset([...store.byId.values(), ...(store.newerGap ? [] : model.pendingIn(channelId))]);
     renderTop();
+    replace(bottom, store.newerGap ? h("button", { type: "button", class: "btn small ghost", id: "load-newer", text: "Load newer messages", on: { click: loadNewer } }) : null);
+    renderJump();
+  }
+
+  function renderJump() {
+    const gap = model.historyOf(channelId).newerGap;
+    jump.hidden = !gap && !newBelow;
+    replace(jump, gap ? "Jump to present " : "New messages ", icon(gap ? "down" : "plus"));
+  }
+
+  function onJump() {
+    if (model.historyOf(channelId).newerGap) jumpToPresent();
+    else scrollToBottom(true);
+  }
+
+  /** Leaves a window far back for the latest messages (the "stale" change reloads them). */
+  function jumpToPresent() {
+    list.mark(null);
+    model.resetHistory(channelId);
   }
 
   async function loadLatest() {
     try {
-      const page = await api.get(`/api/v1/channels/${seg(channelId)}/messages?limit=${PAGE}`);
-      model.addHistory(channelId, page.messages, page.has_more, false);
-      noteOldest(page.messages);
+      await history.loadLatest(model, channelId);
       renderAll();
       scrollToBottom(true);
       markRead();
@@ -239,27 +265,47 @@ export function mountConversation(main, ctx, route) {
     }
   }
 
-  function noteOldest(messages) {
-    const store = model.historyOf(channelId);
-    for (const m of messages) store.oldestSeq = Math.min(store.oldestSeq ?? Infinity, m.seq);
-  }
-
   async function loadEarlier() {
-    const store = model.historyOf(channelId);
-    if (store.loadingOlder || !store.hasMore) return;
-    store.loadingOlder = true;
     const before = scroller.scrollHeight - scroller.scrollTop;
     try {
-      const page = await api.get(`/api/v1/channels/${seg(channelId)}/messages?limit=${PAGE}&before_seq=${store.oldestSeq}`);
-      model.addHistory(channelId, page.messages, page.has_more, true);
-      noteOldest(page.messages);
+      if (!(await history.loadEarlier(model, channelId))) return;
       renderAll();
       scroller.scrollTop = scroller.scrollHeight - before;
     } catch (error) {
       replace(top, h("p", { class: "error", role: "alert", text: describe(error) }));
-    } finally {
-      store.loadingOlder = false;
     }
+  }
+
+  /** The next page of a window far back; appended below, so what is in view stays put. */
+  async function loadNewer() {
+    try {
+      if (!(await history.loadNewer(model, channelId))) return;
+      renderAll();
+      if (!model.historyOf(channelId).newerGap) markRead();
+    } catch (error) {
+      replace(bottom, h("p", { class: "error", role: "alert", text: describe(error) }));
+    }
+  }
+
+  /** Shows `message` in the log, highlighted and focused, loading the history around it if needed. */
+  async function reveal(message) {
+    revealWanted = message;
+    if (!started) return;
+    revealWanted = null;
+    try {
+      if (!history.isLoaded(model, message)) {
+        replace(top, h("p", { class: "muted", text: "Loading messages…" }));
+        await history.loadAround(model, message);
+        renderAll();
+      }
+    } catch (error) {
+      if (error.code === "not_found") return showMissing();
+      return replace(top, h("p", { class: "error", role: "alert", text: describe(error) }));
+    }
+    const el = list.mark(message.id);
+    if (!el) return;
+    el.scrollIntoView({ block: "center" });
+    el.focus({ preventScroll: true });
   }
 
   function atBottom() {
@@ -271,14 +317,16 @@ export function mountConversation(main, ctx, route) {
       requestAnimationFrame(() => {
         scroller.scrollTop = scroller.scrollHeight;
       });
-      jump.hidden = true;
+      newBelow = false;
+      renderJump();
     }
   }
 
   function markRead() {
     clearTimeout(readTimer);
     readTimer = setTimeout(() => {
-      if (document.visibilityState !== "visible" || !channel()?.member) return;
+      // A window far back does not show the newest messages: they stay unread.
+      if (document.visibilityState !== "visible" || !channel()?.member || model.historyOf(channelId).newerGap) return;
       model.markSeen(channelId);
       const seq = model.cursors.get(channelId);
       if (seq) api.post(`/api/v1/channels/${seg(channelId)}/read`, { seq }).catch(() => {});
@@ -327,12 +375,15 @@ export function mountConversation(main, ctx, route) {
       switch (change.type) {
         case "message": {
           const message = change.message;
-          if (message.thread_id) break;
+          if (message.thread_id || !model.inWindow(channelId, message)) break;
           const wasAtBottom = atBottom();
           list.upsert(message, change.replaces);
           if (!model.historyOf(channelId).loaded) break;
           if (wasAtBottom || message.sender_id === me.id) scrollToBottom(true);
-          else if (change.live) jump.hidden = false;
+          else if (change.live) {
+            newBelow = true;
+            renderJump();
+          }
           if (change.live) markRead();
           renderTop();
           break;
@@ -356,8 +407,12 @@ export function mountConversation(main, ctx, route) {
     }),
   );
   scroller.addEventListener("scroll", () => {
-    if (atBottom()) jump.hidden = true;
+    if (atBottom() && newBelow) {
+      newBelow = false;
+      renderJump();
+    }
     if (scroller.scrollTop < 80) loadEarlier();
+    if (atBottom() && model.historyOf(channelId).newerGap) loadNewer();
   });
   const onVisible = () => document.visibilityState === "visible" && markRead();
   document.addEventListener("visibilitychange", onVisible);
@@ -374,7 +429,12 @@ export function mountConversation(main, ctx, route) {
     }
     renderHeader();
     const store = model.historyOf(channelId);
-    if (store.loaded) {
+    started = true;
+    if (revealWanted && !revealWanted.thread_id) {
+      // Opened from a search result: load around that message rather than the latest page.
+      renderAll();
+      await reveal(revealWanted);
+    } else if (store.loaded) {
       renderAll();
       scrollToBottom(true);
       markRead();
@@ -383,14 +443,19 @@ export function mountConversation(main, ctx, route) {
       await loadLatest();
     }
     setThread(route.threadId);
-    if (!route.threadId && window.matchMedia("(min-width: 761px)").matches) composer.focus();
+    if (revealWanted) thread?.reveal(revealWanted);
+    revealWanted = null;
+    if (!route.threadId && !list.markedKey && window.matchMedia("(min-width: 761px)").matches) composer.focus();
   }
 
   function setThread(threadId) {
     if (thread && thread.parentId === threadId) return;
     if (thread) thread.unmount();
     thread = null;
+    // The log narrows or widens with the pane: stay at the bottom if we were there.
+    const wasAtBottom = atBottom();
     section.classList.toggle("with-thread", Boolean(threadId));
+    if (wasAtBottom) scrollToBottom(true);
     threadPane.hidden = !threadId;
     if (threadId) thread = mountThread(threadPane, ctx, channelId, threadId, () => ctx.navigate(`/c/${channelId}`));
     else threadPane.replaceChildren();
@@ -402,8 +467,16 @@ export function mountConversation(main, ctx, route) {
     update(next) {
       setThread(next.threadId);
     },
+    /** Shows a message opened from a search result: in the log, or in its thread's pane. */
+    reveal(message) {
+      if (!message.thread_id) return reveal(message);
+      if (started) thread?.reveal(message);
+      else revealWanted = message;
+    },
     unmount() {
       clearTimeout(readTimer);
+      // Coming back to the channel shows the present, not a window far back.
+      if (model.history.get(channelId)?.newerGap) model.history.delete(channelId);
       if (model.activeChannel === channelId) model.activeChannel = null;
       if (thread) thread.unmount();
       for (const fn of cleanups) fn();

@@ -51,7 +51,7 @@ export function messageElement(message, actions, { inThread = false } = {}) {
     main.append(
       h(
         "button",
-        { type: "button", class: "replies", on: { click: () => actions.reply(message) } },
+        { type: "button", class: "replies", tabindex: "-1", on: { click: () => actions.reply(message) } },
         icon("thread"),
         `${message.reply_count} ${message.reply_count === 1 ? "reply" : "replies"}`,
       ),
@@ -68,7 +68,42 @@ export function messageElement(message, actions, { inThread = false } = {}) {
 }
 
 function actionButton(name, label, onClick) {
-  return h("button", { type: "button", class: "icon-btn small", "aria-label": label, title: label, on: { click: onClick } }, icon(name));
+  // Out of the tab order until its message has focus (see enableKeyboard).
+  return h("button", { type: "button", class: "icon-btn small", tabindex: "-1", "aria-label": label, title: label, on: { click: onClick } }, icon(name));
+}
+
+/**
+ * Keyboard use of a message log: the log is one tab stop; Up and Down move between messages;
+ * a focused message's action buttons join the tab order; Enter opens its thread, E edits it.
+ */
+export function enableKeyboard(scroller, listEl) {
+  const messages = () => [...listEl.querySelectorAll(".msg")];
+  scroller.addEventListener("keydown", (event) => {
+    if (event.target.closest("textarea, input, button")) return;
+    const all = messages();
+    if (!all.length) return;
+    const current = event.target.closest(".msg");
+    let next = null;
+    if (event.key === "ArrowDown") next = current ? all[all.indexOf(current) + 1] : all[0];
+    else if (event.key === "ArrowUp") next = current ? all[all.indexOf(current) - 1] : all[all.length - 1];
+    else if (event.key === "End") next = all[all.length - 1];
+    else if (event.key === "Home") next = all[0];
+    else if (current && event.key === "Enter") current.querySelector(".replies, [aria-label='Reply in thread']")?.click();
+    else if (current && (event.key === "e" || event.key === "E")) current.querySelector("[aria-label='Edit message']")?.click();
+    else return;
+    event.preventDefault();
+    if (next) {
+      next.focus();
+      next.scrollIntoView({ block: "nearest" });
+    }
+  });
+  listEl.addEventListener("focusin", (event) => {
+    const message = event.target.closest(".msg");
+    for (const button of listEl.querySelectorAll(".msg-actions button[tabindex='0'], .replies[tabindex='0']")) {
+      if (!message || !message.contains(button)) button.setAttribute("tabindex", "-1");
+    }
+    if (message) for (const button of message.querySelectorAll(".msg-actions button, .replies")) button.setAttribute("tabindex", "0");
+  });
 }
 
 /** Swaps the text for an editor: Enter saves, Escape cancels. */
@@ -135,8 +170,26 @@ export class MessageList {
   /** Renders `messages` from scratch. */
   reset(messages) {
     this.el.replaceChildren();
-    for (const message of sortMessages(messages)) this.el.append(messageElement(message, this.actions, this.options));
+    for (const message of sortMessages(messages)) this.el.append(this.build(message));
     for (const el of this.el.children) this.relink(el);
+  }
+
+  /**
+   * Highlights the message with this id (one opened from a search result), or none for null;
+   * the highlight survives re-rendering. Returns its element if it is in the list.
+   */
+  mark(id) {
+    this.markedKey = id ? `m-${id}` : null;
+    for (const el of this.el.querySelectorAll(".msg.target")) el.classList.remove("target");
+    const el = this.markedKey ? this.el.querySelector(`#${CSS.escape(this.markedKey)}`) : null;
+    el?.classList.add("target");
+    return el;
+  }
+
+  build(message) {
+    const el = messageElement(message, this.actions, this.options);
+    if (this.markedKey && el.id === this.markedKey) el.classList.add("target");
+    return el;
   }
 
   /** Inserts or replaces one message; `replaces` is the pending copy it confirms, if any. */
@@ -145,7 +198,7 @@ export class MessageList {
     const existing = this.el.querySelector(`#${CSS.escape(key)}`);
     const stale = replaces ? this.el.querySelector(`#${CSS.escape(keyOf(replaces))}`) : null;
     if (existing && existing.classList.contains("editing") && !existing.dataset.saving && !message.deleted) return;
-    const fresh = messageElement(message, this.actions, this.options);
+    const fresh = this.build(message);
     if (existing) {
       existing.replaceWith(fresh);
       if (stale && stale !== existing) stale.remove();

@@ -9,7 +9,7 @@ export class Model {
     this.me = me;
     this.channels = new Map(); // id → channel as GET /channels lists it
     this.cursors = new Map(); // channel id → highest event seq applied
-    this.history = new Map(); // channel id → {byId: Map, hasMore, loaded}
+    this.history = new Map(); // channel id → {byId: Map, hasMore, loaded, oldestSeq, newerGap, newestSeq}
     this.threads = new Map(); // parent message id → {byId: Map, loaded}
     this.pending = new Map(); // client_id → message being sent
     this.typing = new Map(); // channel id → Map(user id → expiry ms)
@@ -85,6 +85,35 @@ export class Model {
     this.emit({ type: "history", channelId });
   }
 
+  /**
+   * Replaces a channel's loaded history with a window around one message (a search result far
+   * back). While `newerGap` is set the window does not reach the present: newer messages are not
+   * stored until a page of them is loaded (`addNewer`), so the log never shows a hole.
+   */
+  setWindow(channelId, messages, { hasOlder, hasNewer }) {
+    const seqs = messages.map((m) => m.seq);
+    const store = { byId: new Map(), hasMore: hasOlder, loaded: true, newerGap: hasNewer && seqs.length > 0 };
+    if (seqs.length) Object.assign(store, { oldestSeq: Math.min(...seqs), newestSeq: Math.max(...seqs) });
+    this.history.set(channelId, store);
+    for (const message of messages) this.storeMessage(message);
+    this.emit({ type: "history", channelId });
+  }
+
+  /** Adds the next page after the window; `hasNewer` false means it now reaches the present. */
+  addNewer(channelId, messages, hasNewer) {
+    const store = this.historyOf(channelId);
+    store.newestSeq = Math.max(store.newestSeq ?? 0, ...messages.map((m) => m.seq));
+    store.newerGap = hasNewer;
+    for (const message of messages) this.storeMessage(message);
+    this.emit({ type: "history", channelId });
+  }
+
+  /** Whether a message belongs in the loaded window (false: it is past a window's newer gap). */
+  inWindow(channelId, message) {
+    const store = this.history.get(channelId);
+    return !store?.newerGap || (message.seq !== undefined && message.seq !== null && message.seq <= store.newestSeq);
+  }
+
   threadOf(parentId) {
     if (!this.threads.has(parentId)) this.threads.set(parentId, { byId: new Map(), loaded: false });
     return this.threads.get(parentId);
@@ -100,11 +129,12 @@ export class Model {
   /** Stores a message wherever it belongs (channel list or thread), replacing an older copy. */
   storeMessage(message) {
     const store = this.historyOf(message.channel_id);
-    if (message.thread_id) {
-      if (this.threads.has(message.thread_id)) this.threads.get(message.thread_id).byId.set(message.id, message);
-    } else {
-      store.byId.set(message.id, message);
-    }
+    const outside = !message.thread_id && !this.inWindow(message.channel_id, message);
+    const target = message.thread_id ? this.threads.get(message.thread_id)?.byId : outside ? null : store.byId;
+    // A history page read before a live edit or delete may arrive after it: keep the newer copy.
+    const held = target?.get(message.id);
+    const stale = held && ((held.deleted && !message.deleted) || (held.edited_at || "") > (message.edited_at || ""));
+    if (target && !stale) target.set(message.id, { ...message, reply_count: Math.max(message.reply_count || 0, held?.reply_count || 0) });
     if (message.client_id && this.pending.has(message.client_id)) this.pending.delete(message.client_id);
   }
 

@@ -135,6 +135,7 @@ export function startShell(root, me, { onSignedOut }) {
         const channel = await api.get(`/api/v1/channels/${seg(id)}`);
         model.putChannel({ ...channel, member: true, unread: 0 });
         model.emit({ type: "channels" });
+        completeDirect(id);
       } catch {
         // Gone again, or not visible: nothing to show.
       }
@@ -151,8 +152,24 @@ export function startShell(root, me, { onSignedOut }) {
     }
   }
 
+  /** A direct message learned from an event or by id has no peer yet: ask its members. */
+  async function completeDirect(channelId) {
+    const channel = model.channels.get(channelId);
+    if (!channel || channel.kind !== "dm" || channel.dm_user_id) return;
+    try {
+      const members = await api.get(`/api/v1/channels/${seg(channelId)}/members`);
+      const peer = members.find((m) => m.user_id !== me.id) || members[0];
+      if (peer) model.putChannel({ id: channelId, dm_user_id: peer.user_id });
+      model.emit({ type: "channels" });
+      model.emit({ type: "channel", channelId });
+    } catch {
+      // Left already; the channel list catches up on the next ready frame.
+    }
+  }
+
   model.subscribe((change) => {
     if (change.type === "removed" && currentRoute?.channelId === change.channelId) navigate("/");
+    if (change.type === "joined") completeDirect(change.channelId);
   });
 
   (async () => {
@@ -161,7 +178,8 @@ export function startShell(root, me, { onSignedOut }) {
     } catch {
       // The connection bar and the next attempt tell the user; the list comes with `ready`.
     }
-    renderRoute();
+    // A click may have routed already while the list was loading; don't build that view twice.
+    if (!currentRoute) renderRoute();
     live.start();
   })();
   window.addEventListener("hashchange", renderRoute);

@@ -63,7 +63,7 @@ export function mountSidebar(el, ctx) {
     replace(dmList, dms.length ? dms.map(channelItem) : h("li", { class: "nav-empty", text: "No conversations yet." }));
     if (focused) el.querySelector(`[data-channel-id="${CSS.escape(focused)}"]`)?.focus();
     const unread = channels.reduce((n, c) => n + (c.unread || 0), 0);
-    document.title = `${unread ? `(${unread}) ` : ""}Rampart`;
+    document.title = `${unread ? `(${unread}) ` : ""}${document.title.replace(/^\(\d+\) /, "")}`;
   }
 
   function channelItem(channel) {

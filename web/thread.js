@@ -3,7 +3,7 @@
 
 import { api, describe, seg } from "./api.js";
 import { h, iconButton, replace } from "./dom.js";
-import { MessageList, messageElement } from "./message.js";
+import { MessageList, enableKeyboard, messageElement } from "./message.js";
 import { makeComposer } from "./composer.js";
 import { messageActions, newMessage, send } from "./conversation.js";
 
@@ -29,6 +29,8 @@ export function mountThread(pane, ctx, channelId, parentId, close) {
   );
   const actions = messageActions(ctx, channelId, { onReply: () => composer.focus() });
   const list = new MessageList(listEl, actions, { inThread: true });
+  listEl.tabIndex = 0;
+  enableKeyboard(listEl, listEl);
 
   function renderParent() {
     const parent = model.findMessage(channelId, parentId);

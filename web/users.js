@@ -22,6 +22,7 @@ export function forgetAll() {
 
 /** The user if known now, else null (and a fetch starts). */
 export function userNow(id) {
+  if (!id) return null;
   if (known.has(id)) return known.get(id);
   load(id);
   return null;

@@ -5,6 +5,9 @@ use rampart_core::password_policy::PasswordProblem;
 use rampart_core::validate::FieldError;
 use rampart_core::ErrorCode;
 
+/// When a client refused for a busy or unavailable upload path should try again.
+const UPLOAD_RETRY_AFTER_SECS: u64 = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("invalid {}: {}", .0.field, .0.message)]
@@ -33,6 +36,25 @@ pub enum AppError {
     InvalidInvitation,
     #[error("username taken")]
     UsernameTaken,
+    /// A file's type is refused (the sentence says why, naming types only).
+    #[error("file type refused")]
+    FileType(String),
+    /// An upload or an image is over a size limit (the sentence names the limit).
+    #[error("too large")]
+    TooLarge(String),
+    #[error("file quota exceeded")]
+    QuotaExceeded,
+    #[error("malware detected")]
+    MalwareDetected,
+    /// Scanning is on but the scanner cannot give a verdict: uploads are refused (fail closed).
+    #[error("malware scanner unavailable: {0}")]
+    ScanUnavailable(String),
+    /// The upload stopped sending.
+    #[error("upload stalled")]
+    UploadStalled,
+    /// As many uploads as the server takes at once are in progress.
+    #[error("uploads busy")]
+    UploadsBusy,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -53,6 +75,13 @@ impl AppError {
             AppError::NotFound => ErrorCode::NotFound,
             AppError::InvalidInvitation => ErrorCode::InvalidInvitation,
             AppError::UsernameTaken => ErrorCode::Conflict,
+            AppError::FileType(_) => ErrorCode::UnsupportedMediaType,
+            AppError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            AppError::QuotaExceeded => ErrorCode::QuotaExceeded,
+            AppError::MalwareDetected => ErrorCode::MalwareDetected,
+            AppError::ScanUnavailable(_) => ErrorCode::Unavailable,
+            AppError::UploadStalled => ErrorCode::RequestTimeout,
+            AppError::UploadsBusy => ErrorCode::TooManyRequests,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -67,6 +96,12 @@ impl AppError {
             AppError::UsernameTaken => "That username is taken.".to_owned(),
             AppError::RateLimited { .. } => "You are sending messages too fast; slow down.".to_owned(),
             AppError::Conflict(message) => (*message).to_owned(),
+            AppError::FileType(message) | AppError::TooLarge(message) => message.clone(),
+            AppError::ScanUnavailable(_) => {
+                "Files cannot be accepted right now: the malware scanner is unavailable.".to_owned()
+            }
+            AppError::UploadStalled => "The upload stopped sending data.".to_owned(),
+            AppError::UploadsBusy => "The server is receiving many files; try again in a moment.".to_owned(),
             other => other.code().default_message().to_owned(),
         }
     }
@@ -77,6 +112,7 @@ impl AppError {
             AppError::Throttled { retry_after_secs }
             | AppError::Busy { retry_after_secs }
             | AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            AppError::UploadsBusy | AppError::ScanUnavailable(_) => Some(UPLOAD_RETRY_AFTER_SECS),
             _ => None,
         }
     }

@@ -11,8 +11,10 @@ mod audit;
 mod auth_cache;
 mod counters;
 mod error;
+mod files;
 mod forwarding;
 mod hashing;
+mod images;
 mod keys;
 mod messaging;
 mod sessions;
@@ -23,6 +25,7 @@ pub use alerts::{AlertNotice, ALERT_ACTION};
 pub use audit::{AuditPolicy, ExportFormat, Outcome};
 pub use counters::{AppCounters, ALERT_KINDS_MAX, ALERT_KIND_OTHER};
 pub use error::AppError;
+pub use files::{FilePolicy, MalwareScanner, ScanError, ScanSession, ScanVerdict, StoredFile};
 pub use hashing::HashPool;
 pub use keys::{KekRotation, Reencryption};
 pub use messaging::{ChannelAccess, EventSink, NoLiveConnections, SearchInput, SendInput};
@@ -70,6 +73,7 @@ pub struct AppConfig {
     pub send_burst: u32,
     pub audit: AuditPolicy,
     pub detectors: rampart_core::detect::DetectorPolicy,
+    pub files: FilePolicy,
 }
 
 impl Default for AppConfig {
@@ -89,6 +93,7 @@ impl Default for AppConfig {
             send_burst: limits::SEND_BURST,
             audit: AuditPolicy::default(),
             detectors: rampart_core::detect::DetectorPolicy::default(),
+            files: FilePolicy::default(),
         }
     }
 }
@@ -131,6 +136,12 @@ struct Inner {
     auth_cache: auth_cache::AuthCache,
     counters: AppCounters,
     alerts: alerts::AlertState,
+    /// The malware scanner, once the binary has set one.
+    scanner: std::sync::OnceLock<Arc<dyn MalwareScanner>>,
+    /// Uploads in progress (bounded: past it, 429 at once).
+    uploads: Arc<tokio::sync::Semaphore>,
+    /// Image decodes at once (each may hold a large pixel buffer).
+    image_decodes: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Inner {
@@ -158,6 +169,8 @@ impl App {
         let audit_keys = audit::AuditKeys { signer: audit_signer, state: Default::default() };
         let counters = AppCounters::default();
         let alerts = alerts::AlertState::new(config.detectors);
+        let uploads = Arc::new(tokio::sync::Semaphore::new(config.files.uploads_at_once_max.max(1)));
+        let image_decodes = tokio::sync::Semaphore::new(limits::IMAGE_DECODES_AT_ONCE_MAX);
         let inner = Inner {
             store,
             audit,
@@ -170,6 +183,9 @@ impl App {
             auth_cache,
             counters,
             alerts,
+            scanner: std::sync::OnceLock::new(),
+            uploads,
+            image_decodes,
         };
         Ok(Self { inner: Arc::new(inner) })
     }

@@ -8,7 +8,7 @@ use rampart_core::channel::{
     authorize_channel, ChannelAction, ChannelActor, ChannelDenied, ChannelFacts, ChannelKind, ChannelRole,
 };
 use rampart_core::validate::{ChannelName, ClientId, FieldError, MessageBody, Topic};
-use rampart_core::{limits, ChannelId, MessageId, Role, Timestamp, UserId};
+use rampart_core::{limits, ChannelId, MessageId, Role, UserId};
 use rampart_store::{
     ChannelChange, ChannelListing, ChannelRecord, CreateChannelOutcome, EventRecord, HistoryQuery, MemberRecord,
     MessageRecord, NewChannel, NewMessage, PostOutcome, UpdateOutcome,
@@ -37,6 +37,25 @@ pub struct SendInput {
     pub body: String,
     pub client_id: Option<String>,
     pub thread_id: Option<String>,
+    /// Files to attach: the sender's uploads to this channel, not yet attached to a message.
+    pub file_ids: Vec<String>,
+}
+
+/// The file ids of a send, parsed and without repeats.
+fn parse_file_ids(texts: &[String]) -> Result<Vec<rampart_core::FileId>, AppError> {
+    if texts.len() > limits::MESSAGE_FILES_MAX {
+        let message = format!("A message may carry at most {} files.", limits::MESSAGE_FILES_MAX);
+        return Err(FieldError::new("file_ids", message).into());
+    }
+    let mut ids: Vec<rampart_core::FileId> = Vec::with_capacity(texts.len());
+    for text in texts {
+        let id = rampart_core::FileId::parse(text)
+            .ok_or_else(|| FieldError::new("file_ids", "file_ids must hold file ids."))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 fn denied(error: ChannelDenied) -> AppError {
@@ -237,6 +256,7 @@ impl App {
             ),
             None => None,
         };
+        let files = parse_file_ids(&input.file_ids)?;
         self.check_send_rate(&auth.user.id)?;
         self.channel_access(auth, channel, ChannelAction::Post).await?;
         let message = NewMessage {
@@ -247,6 +267,7 @@ impl App {
             thread_id,
             client_id,
             created_at: now(),
+            files,
         };
         match self.inner.store.post_message(&message).await? {
             PostOutcome::Created(event) => {
@@ -260,6 +281,11 @@ impl App {
             PostOutcome::ThreadNotFound => {
                 Err(FieldError::new("thread_id", "thread_id must name a top-level message of this channel.").into())
             }
+            PostOutcome::FileNotFound => Err(FieldError::new(
+                "file_ids",
+                "Each file must be one you uploaded to this channel and not yet attached to a message.",
+            )
+            .into()),
         }
     }
 
@@ -366,14 +392,14 @@ pub struct SearchInput {
     pub limit: u32,
 }
 
-/// Cursors are `<created_at ms>.<message id>`: opaque to clients, checked when read back.
+/// Cursors are `s<position>`: opaque to clients, checked when read back.
 fn parse_cursor(text: &str) -> Option<rampart_store::SearchCursor> {
-    let (at, id) = text.split_once('.')?;
-    Some(rampart_store::SearchCursor { created_at: Timestamp(at.parse().ok()?), id: MessageId::parse(id)? })
+    let rowid: i64 = text.strip_prefix('s')?.parse().ok()?;
+    (rowid > 0).then_some(rampart_store::SearchCursor { rowid })
 }
 
 pub fn format_cursor(cursor: &rampart_store::SearchCursor) -> String {
-    format!("{}.{}", cursor.created_at.0, cursor.id.as_str())
+    format!("s{}", cursor.rowid)
 }
 
 impl App {

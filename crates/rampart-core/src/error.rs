@@ -36,8 +36,14 @@ pub enum ErrorCode {
     Conflict,
     /// The body is over the limit.
     PayloadTooLarge,
-    /// The body has the wrong content type.
+    /// The body has the wrong content type, or a file's type is not accepted.
     UnsupportedMediaType,
+    /// The upload would take the user past their storage quota.
+    QuotaExceeded,
+    /// The malware scanner found something in the file; it was not stored.
+    MalwareDetected,
+    /// The `Range` asked for lies outside the file.
+    RangeNotSatisfiable,
     /// The request head (headers) is over the limit.
     HeadersTooLarge,
     /// Throttled, locked, or rate-limited; `Retry-After` says when to come back.
@@ -71,6 +77,9 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::MalwareDetected => "malware_detected",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -95,7 +104,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict => 409,
-            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded => 413,
+            ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::MalwareDetected => 422,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::TooManyRequests => 429,
@@ -123,6 +134,9 @@ impl ErrorCode {
             ErrorCode::Conflict => "That conflicts with something that already exists.",
             ErrorCode::PayloadTooLarge => "The request body is too large.",
             ErrorCode::UnsupportedMediaType => "The request body must be application/json.",
+            ErrorCode::QuotaExceeded => "This upload would exceed your file storage quota.",
+            ErrorCode::MalwareDetected => "The file was refused: the malware scanner found a threat in it.",
+            ErrorCode::RangeNotSatisfiable => "The requested range lies outside the file.",
             ErrorCode::HeadersTooLarge => "The request headers are too many or too large.",
             ErrorCode::TooManyRequests => "Too many requests; try again later.",
             ErrorCode::RequestTimeout => "The request took too long.",

@@ -64,6 +64,11 @@ id_type!(
     /// A message.
     MessageId
 );
+id_type!(
+    /// A shared file (also the name of its blob on disk, which is never derived from the file's
+    /// own name).
+    FileId
+);
 
 #[cfg(test)]
 mod tests {

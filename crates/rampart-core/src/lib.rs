@@ -7,6 +7,7 @@ pub mod audit;
 pub mod channel;
 pub mod detect;
 pub mod error;
+pub mod files;
 pub mod ids;
 pub mod limits;
 pub mod password_policy;
@@ -18,6 +19,6 @@ pub mod time;
 pub mod validate;
 
 pub use error::ErrorCode;
-pub use ids::{ChannelId, MessageId, SessionId, UserId};
+pub use ids::{ChannelId, FileId, MessageId, SessionId, UserId};
 pub use role::Role;
 pub use time::Timestamp;

@@ -218,3 +218,36 @@ pub const WS_TYPING_INTERVAL_MS: u64 = 1_000;
 pub const WS_BACKFILL_PAGE: u32 = 500;
 /// Channels one `resume` frame may name.
 pub const WS_RESUME_CHANNELS_MAX: usize = 10_000;
+
+// ----- files (config overrides in `[files]`) -----
+
+/// Largest file one upload may carry; crossing it while streaming ends the upload with 413.
+pub const FILE_BYTES_MAX: u64 = 100 * 1024 * 1024;
+/// Bytes of files one user may keep stored, in all.
+pub const FILE_QUOTA_BYTES_PER_USER: u64 = 2 * 1024 * 1024 * 1024;
+/// A stored file name: at most this many characters after sanitizing.
+pub const FILE_NAME_CHARS_MAX: usize = 200;
+/// The first bytes of an upload held in memory to decide its type before any is stored.
+pub const FILE_SNIFF_BYTES: usize = 64 * 1024;
+/// Uploads in progress at once on one server; past this an upload gets 429 at once.
+pub const FILE_UPLOADS_AT_ONCE_MAX: usize = 16;
+/// An upload that sends no bytes for this long is ended (408).
+pub const FILE_UPLOAD_IDLE_MS: u64 = 30_000;
+/// The longest an upload request may take in all (it replaces `HTTP_REQUEST_TIMEOUT_MS` there).
+pub const FILE_UPLOAD_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// Files one message may carry.
+pub const MESSAGE_FILES_MAX: usize = 10;
+/// A file uploaded but never attached to a message is deleted after this long.
+pub const FILE_UNATTACHED_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// Images larger than this many pixels are refused rather than decoded (a decompression bomb is a
+/// tiny file that claims huge dimensions).
+pub const IMAGE_PIXELS_MAX: u64 = 40_000_000;
+/// Memory one image decode may allocate.
+pub const IMAGE_ALLOC_BYTES_MAX: u64 = 512 * 1024 * 1024;
+/// Images decoded and re-encoded at once; others wait their turn.
+pub const IMAGE_DECODES_AT_ONCE_MAX: usize = 1;
+/// Malware scanning (clamd): connecting, and waiting for the verdict once the upload has ended.
+pub const CLAMD_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const CLAMD_VERDICT_TIMEOUT_MS: u64 = 120_000;
+/// Longest reply read from clamd.
+pub const CLAMD_REPLY_BYTES_MAX: usize = 4 * 1024;

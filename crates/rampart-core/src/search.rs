@@ -1,8 +1,10 @@
 //! Search terms, as the blind index and the query see them. Text is normalized (NFKC, then
 //! lowercased as simple case folding), split into words by Unicode's word boundaries (UAX #29),
 //! and runs of CJK characters are cut into overlapping bigrams (a lone character stays a
-//! unigram), so Chinese and Japanese text is searchable without a dictionary. Words of at least
-//! `PREFIX_CHARS_MIN` characters also index their prefixes up to `PREFIX_CHARS_MAX`, for `term*`.
+//! unigram), so Chinese and Japanese text is searchable without a dictionary. Words also index
+//! their prefixes of the lengths in `PREFIX_LENGTHS` (3 and 6 characters: at most two extra
+//! tokens a word, which bounds the index's growth), for `term*`: a query prefix looks up the
+//! longest indexed length it covers.
 //! The query's matching rule (`SearchQuery::matches`) is the exact one; the index only narrows the
 //! candidates, which are then checked against the opened text.
 
@@ -11,10 +13,11 @@ use std::collections::BTreeSet;
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
-/// Shortest prefix indexed (and searchable with `*`).
+/// Shortest prefix searchable with `*`.
 pub const PREFIX_CHARS_MIN: usize = 3;
-/// Longest prefix indexed; a longer `term*` looks up this prefix and checks the rest.
-pub const PREFIX_CHARS_MAX: usize = 8;
+/// The prefix lengths indexed for each word at least that long; a `term*` looks up the longest
+/// of these that it covers, and the candidates are checked against the text.
+pub const PREFIX_LENGTHS: [usize; 2] = [3, 6];
 /// Words longer than this are indexed by their first `WORD_CHARS_MAX` characters only.
 pub const WORD_CHARS_MAX: usize = 64;
 /// Terms (words, phrases, prefixes) in one query.
@@ -102,8 +105,8 @@ pub fn index_terms(text: &str) -> BTreeSet<(TokenKind, String)> {
     let mut terms = BTreeSet::new();
     for word in words(&normalize(text)) {
         let length = word.chars().count();
-        if length >= PREFIX_CHARS_MIN && !word.chars().any(is_cjk) {
-            for end in PREFIX_CHARS_MIN..=length.min(PREFIX_CHARS_MAX) {
+        if !word.chars().any(is_cjk) {
+            for end in PREFIX_LENGTHS.into_iter().filter(|end| *end <= length) {
                 terms.insert((TokenKind::Prefix, word.chars().take(end).collect()));
             }
         }
@@ -199,7 +202,9 @@ impl SearchQuery {
                     tokens.extend(words.iter().map(|w| (TokenKind::Word, w.clone())));
                 }
                 QueryTerm::Prefix(stem) => {
-                    tokens.insert((TokenKind::Prefix, stem.chars().take(PREFIX_CHARS_MAX).collect()));
+                    let length = stem.chars().count();
+                    let indexed = PREFIX_LENGTHS.into_iter().filter(|l| *l <= length).max().unwrap_or(PREFIX_CHARS_MIN);
+                    tokens.insert((TokenKind::Prefix, stem.chars().take(indexed).collect()));
                 }
             }
         }
@@ -235,7 +240,7 @@ mod tests {
     fn index_terms_hold_words_and_bounded_prefixes() {
         let terms = index_terms("Deployment ok");
         let prefixes: Vec<_> = terms.iter().filter(|(k, _)| *k == TokenKind::Prefix).map(|(_, t)| t.as_str()).collect();
-        assert_eq!(prefixes, ["dep", "depl", "deplo", "deploy", "deploym", "deployme"]);
+        assert_eq!(prefixes, ["dep", "deploy"]);
         assert!(terms.contains(&(TokenKind::Word, "ok".to_owned())));
         assert!(!terms.iter().any(|(k, t)| *k == TokenKind::Prefix && t == "ok"));
     }

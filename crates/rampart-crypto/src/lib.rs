@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod keyring;
 pub mod mac;
 pub mod password;
+pub mod stream;
 pub mod token;
 
 pub use audit_chain::{AuditSigner, AuditVerifier, ChainHash};
@@ -18,4 +19,5 @@ pub use envelope::{Aad, DataKey, OpenError, SymmetricKey};
 pub use keyring::{Kek, Keyring, KeyringError};
 pub use password::{PasswordHasher, PasswordParams};
 pub use secrecy::{ExposeSecret, SecretString};
+pub use stream::{BlobOpener, BlobSealer, SealError, BLOB_CHUNK_BYTES, BLOB_HEADER_BYTES, BLOB_TAG_BYTES};
 pub use token::{Token, TokenHash};

@@ -76,6 +76,7 @@ pub async fn run_all(store: &dyn Backend) {
     run_accounts(store).await;
     crate::conformance_channels::run_all(store).await;
     crate::conformance_search::run_all(store).await;
+    crate::conformance_files::run_all(store).await;
 }
 
 /// The account, session and throttle checks.

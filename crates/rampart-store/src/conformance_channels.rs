@@ -44,6 +44,7 @@ pub(crate) fn message(channel: &ChannelRecord, sender: &UserRecord, text: &str) 
         thread_id: None,
         client_id: None,
         created_at: NOW,
+        files: Vec::new(),
     }
 }
 

@@ -7,20 +7,25 @@
 
 pub mod audit;
 pub mod audit_verify;
+pub mod blobs;
 pub mod conformance;
 mod conformance_channels;
+pub mod conformance_files;
 pub mod conformance_keys;
 pub mod conformance_search;
 mod model;
 mod model_channels;
+mod model_files;
 mod model_keys;
 pub mod sqlite;
 mod vault;
 
 pub use audit::{AuditEntry, AuditHead, AuditRow, AuditStore, Checkpoint, SqliteAuditStore};
 pub use audit_verify::{VerifyProblem, VerifyReport};
+pub use blobs::{BlobReader, BlobWriter, FinishedBlob};
 pub use model::*;
 pub use model_channels::*;
+pub use model_files::*;
 pub use model_keys::*;
 pub use sqlite::SqliteStore;
 pub use vault::{EpochPolicy, KeyConfig, ACTIVE_KEY_RECHECK_MS};
@@ -30,7 +35,7 @@ use rampart_core::channel::ChannelRole;
 use rampart_core::throttle::{ThrottleScope, ThrottleState};
 use rampart_core::validate::DirectoryQuery;
 use rampart_core::validate::MessageBody;
-use rampart_core::{ChannelId, MessageId, Role, SessionId, Timestamp, UserId};
+use rampart_core::{ChannelId, FileId, MessageId, Role, SessionId, Timestamp, UserId};
 
 /// Errors from the store. The text never carries SQL or values; the cause is kept for the log.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +56,9 @@ pub enum StoreError {
     KeyMismatch(u32),
     #[error("{0} failed its integrity check")]
     Integrity(&'static str),
+    /// Reading or writing a file blob failed (the cause is for the log; it may name a path).
+    #[error("file storage failed")]
+    Blob(#[from] std::io::Error),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -212,7 +220,28 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     async fn reencrypt_messages(&self, limit: u32, at: Timestamp) -> StoreResult<ReencryptProgress>;
 }
 
-/// Everything the application needs from storage.
-pub trait Backend: Store + ChannelStore + KeyStore {}
+/// Shared files: their rows, and their sealed blobs in `data_dir/blobs`. The data key never leaves
+/// the store: a writer or reader holds it, bound to its one file.
+#[async_trait]
+pub trait FileStore: Send + Sync + std::fmt::Debug {
+    /// Starts the blob of a new file (in the blob directory's temporary area), sealed under the
+    /// channel's active data key. Dropping the writer before it is recorded removes it.
+    async fn create_blob(&self, channel: &ChannelId, file: &FileId, at: Timestamp) -> StoreResult<BlobWriter>;
+    /// Records the file and moves its finished blob into place, in one transaction, unless the
+    /// uploader's stored files would then exceed `quota_bytes` (then nothing stays).
+    async fn insert_file(&self, file: &NewFile, blob: FinishedBlob, quota_bytes: u64)
+        -> StoreResult<InsertFileOutcome>;
+    async fn file(&self, id: &FileId) -> StoreResult<Option<FileRecord>>;
+    /// A reader of the file's content.
+    async fn open_blob(&self, file: &FileRecord) -> StoreResult<BlobReader>;
+    /// Bytes of files the user keeps stored.
+    async fn user_file_bytes(&self, user: &UserId) -> StoreResult<u64>;
+    /// Deletes files never attached to a message that were uploaded before `unattached_before`,
+    /// with their blobs, and temporary blobs older than `temp_age_ms`; returns how many files.
+    async fn sweep_files(&self, unattached_before: Timestamp, temp_age_ms: u64) -> StoreResult<u64>;
+}
 
-impl<T: Store + ChannelStore + KeyStore> Backend for T {}
+/// Everything the application needs from storage.
+pub trait Backend: Store + ChannelStore + KeyStore + FileStore {}
+
+impl<T: Store + ChannelStore + KeyStore + FileStore> Backend for T {}

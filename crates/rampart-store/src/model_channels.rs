@@ -64,6 +64,8 @@ pub struct MessageRecord {
     pub edited_at: Option<Timestamp>,
     pub deleted: bool,
     pub reply_count: i64,
+    /// The files the message carries (none once it is deleted).
+    pub files: Vec<crate::FileRef>,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +77,8 @@ pub struct NewMessage {
     pub thread_id: Option<MessageId>,
     pub client_id: Option<ClientId>,
     pub created_at: Timestamp,
+    /// Files to attach: each must be the sender's, uploaded to this channel and not yet attached.
+    pub files: Vec<rampart_core::FileId>,
 }
 
 /// One event of a channel's log, with the current state of what it concerns.
@@ -105,6 +109,8 @@ pub enum PostOutcome {
     Duplicate(MessageRecord),
     /// `thread_id` is not a top-level message of this channel.
     ThreadNotFound,
+    /// A file to attach is not the sender's unattached upload to this channel; nothing was sent.
+    FileNotFound,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -121,11 +127,11 @@ pub enum UpdateOutcome {
     NotFound,
 }
 
-/// Where a search page ends: the last message's time and id (results are newest first).
+/// Where a search page ends: the last message's position in storage order (results are newest
+/// first, in the order messages were stored).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchCursor {
-    pub created_at: Timestamp,
-    pub id: MessageId,
+    pub rowid: i64,
 }
 
 /// One page of search results, newest first, and the cursor of the next page if there may be one.

@@ -64,6 +64,7 @@ async fn send(
         thread_id: thread.cloned(),
         client_id: None,
         created_at: NOW,
+        files: Vec::new(),
     };
     match store.post_message(&new).await.expect("post") {
         PostOutcome::Created(_) => new.id,

@@ -62,6 +62,8 @@ pub struct RawConfig {
     pub encryption: RawEncryption,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub files: crate::config_files::RawFiles,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +242,8 @@ pub struct Config {
     pub ws: WsLimits,
     pub encryption: EncryptionConfig,
     pub metrics: MetricsConfig,
+    /// Uploads: where clamd is, and how long one may take (the rest is in `app.files`).
+    pub files: crate::config_files::FilesConfig,
     /// How often the audit chain's head is signed when records were added.
     pub audit_checkpoint_interval_secs: u64,
     /// The SIEM collector audit records are forwarded to, if any.
@@ -486,6 +490,9 @@ impl RawConfig {
             )?,
         };
         let metrics = MetricsConfig { allow: metrics_allow(self.metrics.allow)? };
+        let (files, file_warnings) = self.files.validate()?;
+        app.files = files.policy.clone();
+        warnings.extend(file_warnings);
         Ok(Config {
             listen,
             http_listen,
@@ -503,6 +510,7 @@ impl RawConfig {
             ws,
             encryption,
             metrics,
+            files,
             audit_checkpoint_interval_secs,
             audit_forward,
             webhook,

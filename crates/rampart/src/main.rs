@@ -3,9 +3,11 @@
 #![forbid(unsafe_code)]
 
 mod audit_format;
+mod clamd;
 mod cli;
 mod config;
 mod config_alerts;
+mod config_files;
 mod forward;
 mod fsutil;
 mod gateway;

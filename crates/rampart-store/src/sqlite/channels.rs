@@ -11,7 +11,7 @@ use rampart_core::validate::{ChannelName, ClientId, MessageBody, Topic};
 use rampart_core::{limits, ChannelId, MessageId, Timestamp, UserId};
 
 use super::keys::KeyMap;
-use super::search::{delete_index, index_rows, insert_index};
+use super::search::{delete_index, index_rows, insert_index, message_rowid};
 use super::SqliteStore;
 use crate::model_channels::*;
 use crate::vault::Vault;
@@ -96,6 +96,7 @@ fn message_from_row(row: &SqliteRow, keys: &KeyMap) -> StoreResult<Option<Messag
         edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(Timestamp),
         deleted: row.try_get("deleted")?,
         reply_count: row.try_get("reply_count")?,
+        files: Vec::new(),
     }))
 }
 
@@ -185,7 +186,25 @@ impl SqliteStore {
         for row in rows {
             messages.extend(message_from_row(row, &keys)?);
         }
+        self.fill_files(conn, messages.iter_mut()).await?;
         Ok(messages)
+    }
+
+    /// Lists on each live message the files it carries.
+    async fn fill_files<'m>(
+        &self,
+        conn: &mut SqliteConnection,
+        messages: impl Iterator<Item = &'m mut MessageRecord>,
+    ) -> StoreResult<()> {
+        let mut live: Vec<&mut MessageRecord> = messages.filter(|m| !m.deleted).collect();
+        let ids: Vec<MessageId> = live.iter().map(|m| m.id.clone()).collect();
+        let mut refs = self.file_refs(conn, &ids.iter().collect::<Vec<_>>()).await?;
+        for message in &mut live {
+            if let Some(files) = refs.remove(&message.id) {
+                message.files = files;
+            }
+        }
+        Ok(())
     }
 
     async fn message_in(&self, conn: &mut SqliteConnection, id: &MessageId) -> StoreResult<Option<MessageRecord>> {
@@ -225,27 +244,32 @@ impl SqliteStore {
         body: Option<&MessageBody>,
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>> {
-        // An edit is sealed under the channel's active key before the transaction: finding that
-        // key may write a new epoch, which must not wait behind this transaction's lock.
+        // Keys are found before the transaction: finding one may write a new epoch or search key,
+        // which must not wait behind this transaction's lock.
+        let channel: Option<String> = sqlx::query_scalar("SELECT channel_id FROM messages WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(channel) = channel.and_then(|c| ChannelId::parse(&c)) else {
+            return Ok(None);
+        };
+        let search_keys = self.search_keys(&channel, at).await?;
         let sealed = match body {
             Some(body) => {
-                let channel: Option<String> = sqlx::query_scalar("SELECT channel_id FROM messages WHERE id = ?")
-                    .bind(id.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                let Some(channel) = channel.and_then(|c| ChannelId::parse(&c)) else {
-                    return Ok(None);
-                };
                 let key = self.active_key(&channel, at).await?;
-                let index = index_rows(&self.search_keys(&channel, at).await?, body.as_str());
-                Some((Vault::seal_body(&key, &channel, id, body), key.epoch, channel, index))
+                Some((Vault::seal_body(&key, &channel, id, body), key.epoch, index_rows(&search_keys, body.as_str())))
             }
             None => None,
         };
-        let reindex = sealed.as_ref().map(|(_, _, channel, index)| (channel.clone(), index.clone()));
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The postings to remove are the current text's, read under the write lock.
+        let previous = self.message_in(&mut tx, id).await?;
+        let old_tokens =
+            previous.and_then(|m| m.body).map(|b| index_rows(&search_keys, b.as_str())).unwrap_or_default();
+        let rowid = message_rowid(&mut tx, id).await?;
+        let new_tokens = sealed.as_ref().map(|(_, _, tokens)| tokens.clone());
         let (update, kind) = match sealed {
-            Some((sealed, epoch, _, _)) => (
+            Some((sealed, epoch, _)) => (
                 sqlx::query(
                     "UPDATE messages SET body = ?, key_epoch = ?, legacy_body = NULL, edited_at = ? WHERE id = ? AND deleted = 0",
                 )
@@ -265,14 +289,19 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
+        // A deleted message takes its files with it: rows now, blobs once this commits.
+        let removed_files = if body.is_none() { Self::detach_files(&mut tx, id).await? } else { Vec::new() };
         // The index follows the text in the same transaction: an edit's old terms stop matching
         // and its new ones match at commit; a deleted message matches nothing.
-        delete_index(&mut tx, id).await?;
-        if let Some((channel, index)) = &reindex {
-            insert_index(&mut tx, channel, id, index).await?;
+        if let Some(rowid) = rowid {
+            delete_index(&mut tx, rowid, &old_tokens).await?;
+            if let Some(tokens) = &new_tokens {
+                insert_index(&mut tx, rowid, tokens).await?;
+            }
         }
         let event = self.message_event(&mut tx, id, kind, at).await?;
         tx.commit().await?;
+        super::files::remove_blobs(self, &removed_files);
         Ok(event)
     }
 
@@ -534,22 +563,23 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn post_message(&self, message: &NewMessage) -> StoreResult<PostOutcome> {
-        // One statement: the seq is read and taken under the write lock it holds, and the
-        // trigger writes the event. No row back means a repeated client id, a thread that is not
-        // a top-level message of this channel, or a missing channel — told apart below (rare).
+        // One statement takes the seq under the write lock and (by trigger) writes the event; the
+        // postings follow in the same transaction. No row back means a repeated client id, a
+        // thread that is not a top-level message of this channel, or a missing channel — told
+        // apart below (rare).
         let key = self.active_key(&message.channel_id, message.created_at).await?;
         let sealed = Vault::seal_body(&key, &message.channel_id, &message.id, &message.body);
         let search_keys = self.search_keys(&message.channel_id, message.created_at).await?;
         let index = index_rows(&search_keys, message.body.as_str());
         // The message, its event (by trigger) and its index entries commit together.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let seq: Option<i64> = sqlx::query_scalar(
+        let inserted: Option<(i64, i64)> = sqlx::query_as(
             "INSERT INTO messages (id, channel_id, seq, sender_id, body, key_epoch, thread_id, client_id, created_at)
              SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?8, ?5, ?6, ?7 FROM channels c
              WHERE c.id = ?2 AND (?5 IS NULL OR EXISTS
                (SELECT 1 FROM messages p WHERE p.id = ?5 AND p.channel_id = ?2 AND p.thread_id IS NULL))
              ON CONFLICT DO NOTHING
-             RETURNING seq",
+             RETURNING seq, rowid",
         )
         .bind(message.id.as_str())
         .bind(message.channel_id.as_str())
@@ -561,11 +591,19 @@ impl ChannelStore for SqliteStore {
         .bind(key.epoch)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(seq) = seq else {
+        let Some((seq, rowid)) = inserted else {
             drop(tx);
             return self.explain_refused_post(message).await;
         };
-        insert_index(&mut tx, &message.channel_id, &message.id, &index).await?;
+        insert_index(&mut tx, rowid, &index).await?;
+        if !Self::attach_files(&mut tx, &message.files, &message.id, &message.channel_id, &message.sender_id).await? {
+            drop(tx);
+            return Ok(PostOutcome::FileNotFound);
+        }
+        let files = match message.files.is_empty() {
+            true => Vec::new(),
+            false => self.file_refs(&mut tx, &[&message.id]).await?.remove(&message.id).unwrap_or_default(),
+        };
         tx.commit().await?;
         let record = MessageRecord {
             id: message.id.clone(),
@@ -580,6 +618,7 @@ impl ChannelStore for SqliteStore {
             edited_at: None,
             deleted: false,
             reply_count: 0,
+            files,
         };
         Ok(PostOutcome::Created(EventRecord {
             channel_id: message.channel_id.clone(),
@@ -647,7 +686,6 @@ impl ChannelStore for SqliteStore {
         let rows =
             sqlx::query(&sql).bind(channel.as_str()).bind(after).bind(i64::from(limit)).fetch_all(&mut *conn).await?;
         let keys = self.key_map(&mut conn, rows.iter().filter_map(sealing_key)).await?;
-        drop(conn);
         let mut channel_record = None;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -667,6 +705,7 @@ impl ChannelStore for SqliteStore {
                 channel: if needs_channel { channel_record.clone() } else { None },
             });
         }
+        self.fill_files(&mut conn, events.iter_mut().filter_map(|e| e.message.as_mut())).await?;
         Ok(events)
     }
 

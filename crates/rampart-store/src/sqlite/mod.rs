@@ -3,6 +3,7 @@
 //! transactions, so SQLite's single writer makes them atomic without upgrade deadlocks.
 
 mod channels;
+mod files;
 mod keys;
 mod search;
 
@@ -44,6 +45,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "message trigger", include_str!("../../migrations/sqlite/0003_message_trigger.sql")),
     (4, "encryption", include_str!("../../migrations/sqlite/0004_encryption.sql")),
     (5, "search", include_str!("../../migrations/sqlite/0005_search.sql")),
+    (6, "files", include_str!("../../migrations/sqlite/0006_files.sql")),
+    (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
 ];
 
 /// The versioned migrations, embedded in the binary, run by sqlx's migrator.
@@ -72,6 +75,8 @@ fn connect_options(path: &Path) -> StoreResult<SqliteConnectOptions> {
         // Pages read through a shared mapping instead of copied by read(): every write makes
         // the other pooled connections drop their page caches, so reads are frequent.
         .pragma("mmap_size", MMAP_BYTES.to_string())
+        // 16 MiB of page cache per connection: the search postings are written at random places.
+        .pragma("cache_size", "-16384")
         // Deleted content (a destroyed message, a replaced ciphertext) is overwritten with zeros,
         // not left in free pages.
         .pragma("secure_delete", "ON");
@@ -99,17 +104,21 @@ pub(crate) async fn open_pool(path: &Path) -> StoreResult<SqlitePool> {
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     pub(crate) vault: Arc<Vault>,
+    /// File blobs: `blobs/` beside the database file (so `data_dir/blobs`).
+    pub(crate) blobs: Arc<crate::blobs::Blobs>,
 }
 
 impl SqliteStore {
     /// Opens the database at `path`, brings its schema up to date, checks the keyring in
     /// `keys.key_dir` against it (refusing a missing or wrong KEK), and seals any body still
-    /// stored in clear.
+    /// stored in clear. File blobs live in `blobs/` beside the database file.
     pub async fn open(path: &Path, keys: &KeyConfig) -> StoreResult<Self> {
         let vault = Arc::new(Vault::open(keys)?);
+        let blob_dir = path.parent().unwrap_or(Path::new(".")).join("blobs");
+        let blobs = Arc::new(crate::blobs::Blobs::open(blob_dir)?);
         migrate(path, MIGRATIONS).await?;
         let pool = open_pool(path).await?;
-        let store = Self { pool, vault };
+        let store = Self { pool, vault, blobs };
         store.check_keyring().await?;
         store.seal_legacy_bodies().await?;
         store.index_channels_without_keys().await?;

@@ -3,8 +3,6 @@
 //! opened text), and `rebuild`, which indexes a channel under a fresh search key while the server
 //! runs and then swaps it in.
 
-use std::sync::Arc;
-
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
@@ -18,45 +16,68 @@ use crate::{SearchCursor, SearchPage, StoreError, StoreResult};
 
 /// Index rows inserted per statement (4 values each, well under SQLite's variable limit).
 const INDEX_ROWS_PER_STATEMENT: usize = 1_000;
-/// Channels one query searches at once; a member of more is searched in this many at a time.
-const SEARCH_CHANNELS_PER_QUERY: usize = 500;
+/// Postings counted when telling a rare term from a common one.
+const POSTINGS_ESTIMATE_CAP: i64 = 10_000;
 /// Candidate batches a query reads (each `limit` rows) before it returns what it has and a cursor.
 const SEARCH_BATCHES_MAX: usize = 8;
 /// Messages indexed per transaction by `rebuild`.
 const REBUILD_BATCH_MAX: i64 = 500;
 
-/// The (key version, token) rows of one message's text.
-pub(crate) fn index_rows(keys: &SearchKeys, text: &str) -> Vec<(i64, [u8; TOKEN_BYTES])> {
+/// The tokens of one message's text under each of the channel's search keys.
+pub(crate) fn index_rows(keys: &SearchKeys, text: &str) -> Vec<[u8; TOKEN_BYTES]> {
     let terms = index_terms(text);
     let mut rows = Vec::with_capacity(terms.len() * keys.len());
-    for (version, _, key) in keys {
+    for (_, _, key) in keys {
         for (kind, term) in &terms {
-            rows.push((*version, token(key, kind.label(), term)));
+            rows.push(token(key, kind.label(), term));
         }
     }
     rows
 }
 
+/// Adds a message's postings.
 pub(crate) async fn insert_index(
     conn: &mut SqliteConnection,
-    channel: &ChannelId,
-    message: &MessageId,
-    rows: &[(i64, [u8; TOKEN_BYTES])],
+    rowid: i64,
+    tokens: &[[u8; TOKEN_BYTES]],
 ) -> StoreResult<()> {
-    for chunk in rows.chunks(INDEX_ROWS_PER_STATEMENT) {
+    for chunk in tokens.chunks(INDEX_ROWS_PER_STATEMENT) {
         let mut insert: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT OR IGNORE INTO search_index (channel_id, key_version, token, message_id) ");
-        insert.push_values(chunk, |mut row, (version, token)| {
-            row.push_bind(channel.as_str()).push_bind(*version).push_bind(token.to_vec()).push_bind(message.as_str());
+            QueryBuilder::new("INSERT OR IGNORE INTO search_index (token, message_rowid) ");
+        insert.push_values(chunk, |mut row, token| {
+            row.push_bind(token.to_vec()).push_bind(rowid);
         });
         insert.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-pub(crate) async fn delete_index(conn: &mut SqliteConnection, message: &MessageId) -> StoreResult<()> {
-    sqlx::query("DELETE FROM search_index WHERE message_id = ?").bind(message.as_str()).execute(&mut *conn).await?;
+/// Removes a message's postings for these tokens (point deletes: the postings are keyed by token).
+pub(crate) async fn delete_index(
+    conn: &mut SqliteConnection,
+    rowid: i64,
+    tokens: &[[u8; TOKEN_BYTES]],
+) -> StoreResult<()> {
+    for chunk in tokens.chunks(INDEX_ROWS_PER_STATEMENT) {
+        let mut delete: QueryBuilder<Sqlite> = QueryBuilder::new("DELETE FROM search_index WHERE message_rowid = ");
+        delete.push_bind(rowid);
+        delete.push(" AND token IN (");
+        let mut list = delete.separated(", ");
+        for token in chunk {
+            list.push_bind(token.to_vec());
+        }
+        delete.push(")");
+        delete.build().execute(&mut *conn).await?;
+    }
     Ok(())
+}
+
+/// A message's rowid, which its postings name.
+pub(crate) async fn message_rowid(conn: &mut SqliteConnection, message: &MessageId) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT rowid FROM messages WHERE id = ?")
+        .bind(message.as_str())
+        .fetch_optional(&mut *conn)
+        .await?)
 }
 
 impl SqliteStore {
@@ -77,7 +98,8 @@ impl SqliteStore {
 
     async fn read_search_keys(&self, conn: &mut SqliteConnection, channel: &ChannelId) -> StoreResult<SearchKeys> {
         let rows: Vec<(i64, i64, Vec<u8>, String)> = sqlx::query_as(
-            "SELECT version, kek_version, wrapped, state FROM search_keys WHERE channel_id = ? ORDER BY version",
+            "SELECT version, kek_version, wrapped, state FROM search_keys
+             WHERE channel_id = ? AND state IN ('active', 'building') ORDER BY version",
         )
         .bind(channel.as_str())
         .fetch_all(&mut *conn)
@@ -138,7 +160,8 @@ impl SqliteStore {
             let mut after_seq = 0i64;
             loop {
                 let sql = format!(
-                    "SELECT {} FROM messages m WHERE m.channel_id = ? AND m.seq > ? AND m.deleted = 0 ORDER BY m.seq LIMIT ?",
+                    "SELECT m.rowid AS message_rowid, {} FROM messages m
+                     WHERE m.channel_id = ? AND m.seq > ? AND m.deleted = 0 ORDER BY m.seq LIMIT ?",
                     super::channels::MESSAGE_COLUMNS
                 );
                 let rows = sqlx::query(&sql)
@@ -151,16 +174,51 @@ impl SqliteStore {
                     break;
                 };
                 after_seq = last.try_get("seq")?;
-                let messages = self.messages_from_rows(&mut conn, &rows).await?;
-                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                for message in &messages {
-                    if let Some(body) = &message.body {
-                        insert_index(&mut tx, &id, &message.id, &index_rows(&keys, body.as_str())).await?;
-                    }
-                }
-                tx.commit().await?;
+                self.index_batch(&mut conn, &rows, &keys, true).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Rows in the search index (for benchmarks and status).
+    pub async fn search_index_rows(&self) -> StoreResult<u64> {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM search_index").fetch_one(&self.pool).await?;
+        Ok(u64::try_from(rows).unwrap_or(0))
+    }
+
+    /// Deletes the whole search index and its keys and compacts the file, so a benchmark can
+    /// weigh the database without it in the same run. `rampart search rebuild` makes it again.
+    pub async fn drop_search_index_for_bench(&self) -> StoreResult<()> {
+        sqlx::query("DELETE FROM search_index").execute(&self.pool).await?;
+        sqlx::query("DELETE FROM search_keys").execute(&self.pool).await?;
+        self.vault.forget_active();
+        sqlx::query("VACUUM").execute(&self.pool).await?;
+        self.checkpoint().await
+    }
+
+    /// Adds (or, with `insert` false, removes) the postings of a batch of message rows (each
+    /// with its `message_rowid`) under `keys`, in one transaction.
+    async fn index_batch(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &[SqliteRow],
+        keys: &SearchKeys,
+        insert: bool,
+    ) -> StoreResult<()> {
+        let messages = self.messages_from_rows(conn, rows).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (row, message) in rows.iter().zip(&messages) {
+            let rowid: i64 = row.try_get("message_rowid")?;
+            if let Some(body) = &message.body {
+                let tokens = index_rows(keys, body.as_str());
+                if insert {
+                    insert_index(&mut tx, rowid, &tokens).await?;
+                } else {
+                    delete_index(&mut tx, rowid, &tokens).await?;
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -183,79 +241,117 @@ impl SqliteStore {
         .bind(query.in_channel.as_deref())
         .fetch_all(&mut *conn)
         .await?;
-        let tokens: Vec<(TokenKind, String)> = query.required_tokens().into_iter().collect();
-        let mut probes = Vec::new();
+        // Each required term's tokens, one per channel (a term's token differs per channel).
+        let terms: Vec<(TokenKind, String)> = query.required_tokens().into_iter().collect();
+        let mut per_term: Vec<Vec<[u8; TOKEN_BYTES]>> = vec![Vec::new(); terms.len()];
         for id in &channels {
             let id = ChannelId::parse(id).ok_or(StoreError::Corrupt("channel id"))?;
-            let keys = self.read_search_keys(&mut conn, &id).await?;
-            if let Some((version, _, key)) = keys.iter().find(|(_, active, _)| *active) {
-                for (term, (kind, text)) in tokens.iter().enumerate() {
-                    probes.push((id.clone(), *version, token(key, kind.label(), text), term));
+            let keys = match self.vault.cached_search_keys(&id) {
+                Some(keys) => keys,
+                None => self.read_search_keys(&mut conn, &id).await?,
+            };
+            if let Some((_, _, key)) = keys.iter().find(|(_, active, _)| *active) {
+                for (slot, (kind, text)) in per_term.iter_mut().zip(&terms) {
+                    slot.push(token(key, kind.label(), text));
                 }
             }
         }
+        if per_term.first().is_none_or(Vec::is_empty) {
+            return Ok(SearchPage { messages: Vec::new(), next: None });
+        }
+        // The rarest term drives the scan; the others are checked per posting.
+        let mut order: Vec<(u64, usize)> = Vec::with_capacity(per_term.len());
+        for (index, tokens) in per_term.iter().enumerate() {
+            order.push((self.postings_estimate(&mut conn, tokens).await?, index));
+        }
+        order.sort_unstable();
+        let driver = &per_term[order[0].1];
+        let filters: Vec<&Vec<[u8; TOKEN_BYTES]>> = order[1..].iter().map(|(_, i)| &per_term[*i]).collect();
+
         let mut found = Vec::new();
-        let mut cursor = before.cloned();
-        let mut exhausted = probes.is_empty();
-        let per_query = SEARCH_CHANNELS_PER_QUERY * tokens.len().max(1);
+        let mut cursor = before.map(|c| c.rowid).unwrap_or(i64::MAX);
+        let mut exhausted = false;
         for _ in 0..SEARCH_BATCHES_MAX {
             if exhausted || found.len() >= limit as usize {
                 break;
             }
-            let mut batch = Vec::new();
-            for chunk in probes.chunks(per_query) {
-                batch.extend(
-                    self.candidates(&mut conn, user, query, chunk, tokens.len(), cursor.as_ref(), limit).await?,
-                );
+            let rows = self.candidates(&mut conn, user, query, driver, &filters, cursor, limit).await?;
+            exhausted = rows.len() < limit as usize;
+            if let Some(last) = rows.last() {
+                cursor = last.try_get("message_rowid")?;
             }
-            batch.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-            batch.truncate(limit as usize);
-            exhausted = batch.len() < limit as usize;
-            if let Some(last) = batch.last() {
-                cursor = Some(SearchCursor { created_at: last.created_at, id: last.id.clone() });
+            let messages = self.messages_from_rows(&mut conn, &rows).await?;
+            for (row, message) in rows.iter().zip(messages) {
+                if message.body.as_ref().is_some_and(|b| query.matches(b.as_str())) && found.len() < limit as usize {
+                    found.push((row.try_get::<i64, _>("message_rowid")?, message));
+                }
             }
-            found.extend(batch.into_iter().filter(|m| m.body.as_ref().is_some_and(|b| query.matches(b.as_str()))));
         }
-        found.truncate(limit as usize);
         let next = if exhausted && found.len() < limit as usize {
             None
         } else {
-            found.last().map(|m| SearchCursor { created_at: m.created_at, id: m.id.clone() }).or(cursor)
+            let rowid = if found.len() >= limit as usize { found.last().map_or(cursor, |(r, _)| *r) } else { cursor };
+            Some(SearchCursor { rowid })
         };
-        Ok(SearchPage { messages: found, next })
+        Ok(SearchPage { messages: found.into_iter().map(|(_, m)| m).collect(), next })
     }
 
-    /// Messages having every token, in channels `user` is a member of (checked here, in the
-    /// query), older than the cursor, newest first.
+    /// Postings of any of `tokens`, counted up to a cap: enough to tell a rare term from a common one.
+    async fn postings_estimate(&self, conn: &mut SqliteConnection, tokens: &[[u8; TOKEN_BYTES]]) -> StoreResult<u64> {
+        let mut sql: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM search_index WHERE token IN (");
+        let mut list = sql.separated(", ");
+        for token in tokens {
+            list.push_bind(token.to_vec());
+        }
+        sql.push(") LIMIT ");
+        sql.push_bind(POSTINGS_ESTIMATE_CAP);
+        sql.push(")");
+        let count: i64 = sql.build_query_scalar().fetch_one(&mut *conn).await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Up to `limit` messages older than `before_rowid`, newest first, that have a posting of the
+    /// driving term and of every filter term, in channels `user` is a member of — checked here,
+    /// in the query. Each channel's driving token is read as its own backward range scan, so the
+    /// cost follows the page, not the term's frequency.
     #[allow(clippy::too_many_arguments)]
     async fn candidates(
         &self,
         conn: &mut SqliteConnection,
         user: &UserId,
         query: &SearchQuery,
-        probes: &[(ChannelId, i64, [u8; TOKEN_BYTES], usize)],
-        terms: usize,
-        before: Option<&SearchCursor>,
+        driver: &[[u8; TOKEN_BYTES]],
+        filters: &[&Vec<[u8; TOKEN_BYTES]>],
+        before_rowid: i64,
         limit: u32,
-    ) -> StoreResult<Vec<crate::MessageRecord>> {
-        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new("WITH q (channel_id, key_version, token, term) AS (");
-        sql.push_values(probes, |mut row, (channel, version, token, term)| {
-            row.push_bind(channel.as_str())
-                .push_bind(*version)
-                .push_bind(token.to_vec())
-                .push_bind(i64::try_from(*term).unwrap_or(i64::MAX));
-        });
+    ) -> StoreResult<Vec<SqliteRow>> {
+        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new("WITH hit (message_rowid) AS (");
+        for (index, token) in driver.iter().enumerate() {
+            if index > 0 {
+                sql.push(" UNION ALL ");
+            }
+            sql.push("SELECT * FROM (SELECT si.message_rowid FROM search_index si WHERE si.token = ");
+            sql.push_bind(token.to_vec());
+            sql.push(" AND si.message_rowid < ");
+            sql.push_bind(before_rowid);
+            for filter in filters {
+                sql.push(" AND EXISTS (SELECT 1 FROM search_index f WHERE f.message_rowid = si.message_rowid AND f.token IN (");
+                let mut list = sql.separated(", ");
+                for token in filter.iter() {
+                    list.push_bind(token.to_vec());
+                }
+                sql.push("))");
+            }
+            sql.push(" ORDER BY si.message_rowid DESC LIMIT ");
+            sql.push_bind(i64::from(limit));
+            sql.push(")");
+        }
         sql.push(format!(
-            ") SELECT {} FROM messages m
-             JOIN (SELECT si.message_id FROM search_index si
-                   JOIN q ON q.channel_id = si.channel_id AND q.key_version = si.key_version AND q.token = si.token
-                   GROUP BY si.message_id HAVING COUNT(DISTINCT q.term) = ",
+            ") SELECT m.rowid AS message_rowid, {} FROM hit JOIN messages m ON m.rowid = hit.message_rowid
+             JOIN channel_members cm ON cm.channel_id = m.channel_id AND cm.user_id = ",
             super::channels::MESSAGE_COLUMNS
         ));
-        sql.push_bind(i64::try_from(terms).unwrap_or(i64::MAX));
-        sql.push(
-            ") hit ON hit.message_id = m.id JOIN channel_members cm ON cm.channel_id = m.channel_id AND cm.user_id = ",
-        );
         sql.push_bind(user.as_str());
         sql.push(" WHERE m.deleted = 0");
         if let Some(from) = &query.from {
@@ -263,47 +359,68 @@ impl SqliteStore {
             sql.push_bind(from.as_str());
             sql.push(")");
         }
-        if let Some(cursor) = before {
-            sql.push(" AND (m.created_at < ");
-            sql.push_bind(cursor.created_at.0);
-            sql.push(" OR (m.created_at = ");
-            sql.push_bind(cursor.created_at.0);
-            sql.push(" AND m.id < ");
-            sql.push_bind(cursor.id.as_str());
-            sql.push("))");
-        }
-        sql.push(" ORDER BY m.created_at DESC, m.id DESC LIMIT ");
+        sql.push(" ORDER BY m.rowid DESC LIMIT ");
         sql.push_bind(i64::from(limit));
-        let rows: Vec<SqliteRow> = sql.build().fetch_all(&mut *conn).await?;
-        self.messages_from_rows(conn, &rows).await
+        Ok(sql.build().fetch_all(&mut *conn).await?)
     }
 
     /// Indexes every message of `channel` under a fresh search key while the server runs, then
-    /// makes it the active one and drops the old key's entries. Resumable: a key left `building`
-    /// by an interrupted run is finished, not replaced. Returns the messages indexed.
+    /// makes it the active one and removes the old key's postings. Resumable: a key left
+    /// `building` by an interrupted run is finished, not replaced. Returns the messages indexed.
     pub(crate) async fn rebuild_channel_index(&self, channel: &ChannelId, at: Timestamp) -> StoreResult<u64> {
         let mut conn = self.pool.acquire().await?;
         let keys = self.read_search_keys(&mut conn, channel).await?;
-        let building = match keys.iter().find(|(_, active, _)| !*active) {
-            Some((version, _, key)) => (*version, Arc::clone(key)),
-            None => {
-                let version = keys.iter().map(|(v, _, _)| *v).max().unwrap_or(0) + 1;
-                self.insert_search_key(&mut conn, channel, version, "building", at).await?;
-                let keys = self.read_search_keys(&mut conn, channel).await?;
-                let key = keys.iter().find(|(v, _, _)| *v == version).ok_or(StoreError::Corrupt("search key"))?;
-                (version, Arc::clone(&key.2))
-            }
-        };
+        if keys.iter().all(|(_, active, _)| *active) {
+            let version = keys.iter().map(|(v, _, _)| *v).max().unwrap_or(0) + 1;
+            self.insert_search_key(&mut conn, channel, version, "building", at).await?;
+        }
+        let keys = self.read_search_keys(&mut conn, channel).await?;
+        let building: SearchKeys = keys.iter().filter(|(_, active, _)| !*active).cloned().collect();
+        let old: SearchKeys = keys.iter().filter(|(_, active, _)| *active).cloned().collect();
+        let new_version = building.first().map(|(v, _, _)| *v).ok_or(StoreError::Corrupt("search key"))?;
         self.vault.forget_active();
         // Writers on every node learn of the new key within the recheck interval; wait it out, so
         // the pass below (which starts after) covers whatever they indexed without it.
         tokio::time::sleep(std::time::Duration::from_millis(crate::ACTIVE_KEY_RECHECK_MS + 500)).await;
-        let single: SearchKeys = vec![(building.0, false, Arc::clone(&building.1))];
+        let indexed = self.index_channel_pass(&mut conn, channel, &building, true).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE search_keys SET state = 'retiring' WHERE channel_id = ? AND version != ?")
+            .bind(channel.as_str())
+            .bind(new_version)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE search_keys SET state = 'active' WHERE channel_id = ? AND version = ?")
+            .bind(channel.as_str())
+            .bind(new_version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.vault.forget_active();
+        // The old key's postings go, message by message (their tokens are recomputed from the text).
+        self.index_channel_pass(&mut conn, channel, &old, false).await?;
+        sqlx::query("DELETE FROM search_keys WHERE channel_id = ? AND version != ?")
+            .bind(channel.as_str())
+            .bind(new_version)
+            .execute(&mut *conn)
+            .await?;
+        self.vault.forget_active();
+        Ok(indexed)
+    }
+
+    /// Adds (or removes) the postings of every live message of `channel` under `keys`.
+    async fn index_channel_pass(
+        &self,
+        conn: &mut SqliteConnection,
+        channel: &ChannelId,
+        keys: &SearchKeys,
+        insert: bool,
+    ) -> StoreResult<u64> {
         let mut after_seq = 0i64;
-        let mut indexed = 0u64;
+        let mut done = 0u64;
         loop {
             let sql = format!(
-                "SELECT {} FROM messages m WHERE m.channel_id = ? AND m.seq > ? AND m.deleted = 0 ORDER BY m.seq LIMIT ?",
+                "SELECT m.rowid AS message_rowid, {} FROM messages m
+                 WHERE m.channel_id = ? AND m.seq > ? AND m.deleted = 0 ORDER BY m.seq LIMIT ?",
                 super::channels::MESSAGE_COLUMNS
             );
             let rows = sqlx::query(&sql)
@@ -312,38 +429,12 @@ impl SqliteStore {
                 .bind(REBUILD_BATCH_MAX)
                 .fetch_all(&mut *conn)
                 .await?;
-            if rows.is_empty() {
-                break;
-            }
-            let messages = self.messages_from_rows(&mut conn, &rows).await?;
-            after_seq = rows.last().map(|r| r.try_get::<i64, _>("seq")).transpose()?.unwrap_or(after_seq);
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            for message in &messages {
-                if let Some(body) = &message.body {
-                    insert_index(&mut tx, channel, &message.id, &index_rows(&single, body.as_str())).await?;
-                    indexed += 1;
-                }
-            }
-            tx.commit().await?;
+            let Some(last) = rows.last() else {
+                return Ok(done);
+            };
+            after_seq = last.try_get("seq")?;
+            self.index_batch(conn, &rows, keys, insert).await?;
+            done += rows.len() as u64;
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("DELETE FROM search_index WHERE channel_id = ? AND key_version != ?")
-            .bind(channel.as_str())
-            .bind(building.0)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM search_keys WHERE channel_id = ? AND version != ?")
-            .bind(channel.as_str())
-            .bind(building.0)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE search_keys SET state = 'active' WHERE channel_id = ? AND version = ?")
-            .bind(channel.as_str())
-            .bind(building.0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.vault.forget_active();
-        Ok(indexed)
     }
 }

@@ -134,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let hub = Hub::new(config.ws.queue_len_max);
     let app = open_app(&config, hub.clone()).await?;
     gateway::spawn_session_listener(&app, hub.clone());
+    set_up_scanning(&config, &app).await;
     let (acceptor, resolver) = tls_acceptor(&config)?;
 
     let main_listener = bind(config.listen, "HTTPS").await?;
@@ -151,6 +152,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hub,
         ws: config.ws,
         metrics,
+        uploads: http::UploadLimits {
+            bytes_max: config.app.files.bytes_max,
+            timeout_ms: config.files.upload_timeout_ms,
+        },
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -254,6 +259,24 @@ fn spawn_audit_checkpointer(app: rampart_app::App, interval: Duration) {
     });
 }
 
+/// Points uploads at clamd when scanning is on. An unreachable clamd is not fatal at start (uploads
+/// are refused with 503 until it answers), but it is logged loudly.
+async fn set_up_scanning(config: &Config, app: &rampart_app::App) {
+    let Some(address) = config.files.clamd.clone() else {
+        return;
+    };
+    let clamd = crate::clamd::Clamd::new(address);
+    match clamd.ping().await {
+        Ok(()) => tracing::info!(clamd = %clamd.describe(), "uploads are scanned for malware by clamd"),
+        Err(error) => tracing::error!(
+            clamd = %clamd.describe(),
+            %error,
+            "clamd does not answer: every upload is refused until it does (files.scanning)"
+        ),
+    }
+    app.set_scanner(Arc::new(clamd));
+}
+
 fn spawn_session_sweeper(app: rampart_app::App) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_millis(SESSION_SWEEP_INTERVAL_MS));
@@ -264,6 +287,11 @@ fn spawn_session_sweeper(app: rampart_app::App) {
                 Ok(0) => {}
                 Ok(ended) => tracing::info!(ended, "expired sessions removed"),
                 Err(error) => tracing::warn!(%error, "session sweep failed"),
+            }
+            match app.sweep_files().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "files never attached to a message removed"),
+                Err(error) => tracing::warn!(%error, "file sweep failed"),
             }
         }
     });

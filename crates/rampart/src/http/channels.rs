@@ -179,6 +179,8 @@ pub struct SendMessage {
     client_id: Option<String>,
     #[serde(default)]
     thread_id: Option<String>,
+    #[serde(default)]
+    file_ids: Vec<String>,
 }
 
 pub async fn send(
@@ -187,7 +189,12 @@ pub async fn send(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<SendMessage>,
 ) -> Result<Response, ApiError> {
-    let input = SendInput { body: request.body, client_id: request.client_id, thread_id: request.thread_id };
+    let input = SendInput {
+        body: request.body,
+        client_id: request.client_id,
+        thread_id: request.thread_id,
+        file_ids: request.file_ids,
+    };
     let (message, _first_time) = state.app.send_message(&session.auth, &channel_id(&id)?, input).await?;
     // A retried send gets the first message back, with the same status: to the client the
     // retry is indistinguishable from the original.

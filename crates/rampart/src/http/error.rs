@@ -42,6 +42,9 @@ impl From<AppError> for ApiError {
         if let AppError::Internal(cause) = &error {
             tracing::error!(%cause, "internal error");
         }
+        if let AppError::ScanUnavailable(cause) = &error {
+            tracing::error!(%cause, "an upload was refused: the malware scanner gave no verdict");
+        }
         Self { code: error.code(), message: error.client_message(), retry_after_secs: error.retry_after_secs() }
     }
 }

@@ -7,6 +7,7 @@ mod admin;
 mod channels;
 pub mod error;
 pub mod extract;
+mod files;
 pub mod redirect;
 mod search;
 mod web;
@@ -45,6 +46,15 @@ pub struct AppState {
     pub ws: crate::config::WsLimits,
     /// The registry behind `/metrics` (admin listener) and who may read it.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Uploads: the largest file, and the longest an upload request may take.
+    pub uploads: UploadLimits,
+}
+
+/// The edge's limits of a file upload.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadLimits {
+    pub bytes_max: u64,
+    pub timeout_ms: u64,
 }
 
 /// The Content-Security-Policy of every response: same-origin only, no inline code.
@@ -83,6 +93,13 @@ pub fn router(state: AppState) -> Router {
         .route("/channels/{id}/read", post(channels::mark_read))
         .route("/dms", post(channels::open_direct))
         .route("/messages/{id}", patch(channels::edit).delete(channels::delete))
+        // The upload's body is bounded by the file size limit (plus its multipart framing), not by
+        // the JSON limit: the use case ends it with 413 the moment the file crosses the limit.
+        .route(
+            "/channels/{id}/files",
+            post(files::upload).layer(axum::extract::DefaultBodyLimit::max(upload_body_max(state.uploads.bytes_max))),
+        )
+        .route("/files/{id}", get(files::download))
         .route("/events", get(crate::gateway::connect));
     // Outermost, so a request is counted with the status and time its client saw.
     let metrics = std::sync::Arc::clone(&state.metrics);
@@ -192,8 +209,25 @@ pub(crate) async fn refuse_methods(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// The body limit of an upload request: the file limit and room for the multipart framing.
+fn upload_body_max(file_bytes_max: u64) -> usize {
+    usize::try_from(file_bytes_max.saturating_add(files::MULTIPART_OVERHEAD_BYTES)).unwrap_or(usize::MAX)
+}
+
+/// Whether a request is a file upload (`POST /api/v1/channels/{id}/files`), which may take
+/// `files.upload_timeout_ms` instead of the request timeout (its idle time is bounded apart).
+fn is_upload(request: &Request) -> bool {
+    let path = request.uri().path();
+    request.method() == Method::POST
+        && path
+            .strip_prefix("/api/v1/channels/")
+            .and_then(|rest| rest.strip_suffix("/files"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 async fn request_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = Duration::from_millis(state.limits.request_timeout_ms);
+    let limit_ms = if is_upload(&request) { state.uploads.timeout_ms } else { state.limits.request_timeout_ms };
+    let limit = Duration::from_millis(limit_ms);
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::of(ErrorCode::RequestTimeout).into_response(),

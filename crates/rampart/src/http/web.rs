@@ -28,7 +28,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
-/// The pages: path, file, content.
+/// The HTML pages (`/` and `/enroll`): file name and content.
 const PAGES: [(&str, &str); 2] = [
     ("index.html", include_str!("../../../../web/index.html")),
     ("enroll.html", include_str!("../../../../web/enroll.html")),

@@ -332,9 +332,55 @@ pub struct MessageView {
     pub edited_at: Option<String>,
     pub deleted: bool,
     pub reply_count: i64,
+    /// The files the message carries (download each at `/api/v1/files/{id}`).
+    pub files: Vec<FileRefView>,
     /// Present only when the stored body failed its integrity check (`body` is then `null`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<MessageProblem>,
+}
+
+/// A file as a message lists it.
+#[derive(Serialize)]
+pub struct FileRefView {
+    pub id: String,
+    /// `null` when the stored name failed its integrity check.
+    pub name: Option<String>,
+    pub size: u64,
+    pub content_type: &'static str,
+}
+
+impl From<&rampart_store::FileRef> for FileRefView {
+    fn from(file: &rampart_store::FileRef) -> Self {
+        Self {
+            id: file.id.to_string(),
+            name: file.name.as_ref().map(|n| n.as_str().to_owned()),
+            size: file.size,
+            content_type: file.kind.content_type(),
+        }
+    }
+}
+
+/// An uploaded file, as its uploader is told of it (API.md "Files").
+#[derive(Serialize)]
+pub struct FileView {
+    pub id: String,
+    pub name: Option<String>,
+    pub size: u64,
+    pub content_type: &'static str,
+    /// SHA-256 of the stored content, in hex (for an image: of the re-encoded picture).
+    pub sha256: Option<String>,
+}
+
+impl From<&rampart_store::FileRecord> for FileView {
+    fn from(file: &rampart_store::FileRecord) -> Self {
+        Self {
+            id: file.id.to_string(),
+            name: file.name.as_ref().map(|n| n.as_str().to_owned()),
+            size: file.size,
+            content_type: file.kind.content_type(),
+            sha256: file.sha256.map(|d| d.iter().map(|b| format!("{b:02x}")).collect()),
+        }
+    }
 }
 
 /// Why a message is listed without its body although it is not deleted.
@@ -363,6 +409,7 @@ impl From<&MessageRecord> for MessageView {
             edited_at: message.edited_at.map(rfc3339),
             deleted: message.deleted,
             reply_count: message.reply_count,
+            files: message.files.iter().map(FileRefView::from).collect(),
             error: message.unreadable.then_some(INTEGRITY_PROBLEM),
         }
     }

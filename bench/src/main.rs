@@ -66,7 +66,12 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
 async fn run_targets(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     let mut reports = Vec::with_capacity(plan.targets.len());
     for target in &plan.targets {
-        eprintln!("loadgen: running {:?} against {}", plan.scenario, target.name());
+        match plan.binary(*target) {
+            Some(bin) => {
+                eprintln!("loadgen: running {:?} against {} ({})", plan.scenario, plan.label(*target), bin.display())
+            }
+            None => eprintln!("loadgen: running {:?} against {}", plan.scenario, target.name()),
+        }
         let report =
             workload::run_target(plan, *target, dir).await.with_context(|| format!("{} target", target.name()))?;
         reports.push(report);

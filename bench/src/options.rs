@@ -2,7 +2,7 @@
 //! rest of the tool takes without checking again (loopback only, every count and time bounded).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -20,6 +20,8 @@ pub const TIMEOUT_SECS_MAX: u64 = 3_600;
 pub const BODY_PAD_CHARS_MAX: usize = 8_000;
 /// Outstanding HTTP sends per sender at most.
 pub const INFLIGHT_PER_SENDER_MAX: usize = 1_024;
+/// The label of the compared binary is at most this many characters (it is only printed).
+pub const COMPARE_LABEL_CHARS_MAX: usize = 80;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +85,8 @@ pub enum TargetChoice {
 pub enum Target {
     Baseline,
     Rampart,
+    /// A second rampart binary (`--compare-bin`), run with the same workload right after `Rampart`.
+    Compare,
 }
 
 impl Target {
@@ -90,6 +94,7 @@ impl Target {
         match self {
             Target::Baseline => "baseline",
             Target::Rampart => "rampart",
+            Target::Compare => "compare",
         }
     }
 }
@@ -120,6 +125,13 @@ pub struct RunArgs {
     /// The rampart binary (default: `rampart` beside this program, i.e. the same target dir).
     #[arg(long)]
     pub rampart_bin: Option<PathBuf>,
+    /// A second rampart binary, measured with the same workload right after the first in this
+    /// run (e.g. an older build); the report adds the first's figures as a ratio of its figures.
+    #[arg(long)]
+    pub compare_bin: Option<PathBuf>,
+    /// How the report names the `--compare-bin` binary.
+    #[arg(long, default_value = "compare", requires = "compare_bin")]
+    pub compare_label: String,
     /// Loopback address the servers listen on; any other address is refused.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -160,6 +172,9 @@ pub struct Plan {
     pub drain: Duration,
     pub targets: Vec<Target>,
     pub rampart_bin: PathBuf,
+    /// The `Compare` target's binary; present exactly when `targets` holds `Compare`.
+    pub compare_bin: Option<PathBuf>,
+    pub compare_label: String,
     pub host: IpAddr,
     pub http_connections: usize,
     pub connect_concurrency: usize,
@@ -178,6 +193,23 @@ impl Plan {
         match self.scenario {
             Scenario::Fanout | Scenario::Idle => self.users as u64,
             Scenario::Dm => 2,
+        }
+    }
+
+    /// The binary a Rampart-like target starts; `None` for the baseline.
+    pub fn binary(&self, target: Target) -> Option<&Path> {
+        match target {
+            Target::Baseline => None,
+            Target::Rampart => Some(&self.rampart_bin),
+            Target::Compare => self.compare_bin.as_deref(),
+        }
+    }
+
+    /// How the report names `target`: its name, or the `--compare-label` for `Compare`.
+    pub fn label(&self, target: Target) -> &str {
+        match target {
+            Target::Compare => &self.compare_label,
+            Target::Baseline | Target::Rampart => target.name(),
         }
     }
 }
@@ -217,7 +249,7 @@ impl RunArgs {
                 .context("cannot find this program's path to look for rampart beside it")?
                 .with_file_name("rampart"),
         };
-        let targets = match self.target {
+        let mut targets = match self.target {
             TargetChoice::Baseline => vec![Target::Baseline],
             TargetChoice::Rampart => vec![Target::Rampart],
             TargetChoice::Both => vec![Target::Baseline, Target::Rampart],
@@ -228,6 +260,19 @@ impl RunArgs {
                 rampart_bin.display()
             );
         }
+        if let Some(compare_bin) = &self.compare_bin {
+            if !targets.contains(&Target::Rampart) {
+                bail!("--compare-bin needs --target rampart or both: it is compared with the rampart target");
+            }
+            if !compare_bin.is_file() {
+                bail!("no rampart binary at {} (--compare-bin)", compare_bin.display());
+            }
+            targets.push(Target::Compare);
+        }
+        let label_chars = self.compare_label.chars().count();
+        if label_chars == 0 || label_chars > COMPARE_LABEL_CHARS_MAX || self.compare_label.contains(char::is_control) {
+            bail!("--compare-label must be 1 to {COMPARE_LABEL_CHARS_MAX} printable characters");
+        }
         Ok(Plan {
             scenario: self.scenario,
             users,
@@ -237,6 +282,8 @@ impl RunArgs {
             drain: Duration::from_secs(within("drain-secs", self.drain_secs, 0, 60)?),
             targets,
             rampart_bin,
+            compare_bin: self.compare_bin,
+            compare_label: self.compare_label,
             host: self.host,
             http_connections: within("http-connections", self.http_connections, 1, 64)?,
             connect_concurrency: within("connect-concurrency", self.connect_concurrency, 1, 1_024)?,
@@ -290,5 +337,29 @@ mod tests {
         assert_eq!(dm.recipients_per_message(), 2);
         let small = parse(&["--users", "4"]).expect("small");
         assert_eq!(small.senders, 4);
+    }
+
+    #[test]
+    fn a_compared_binary_runs_right_after_rampart() {
+        let this = std::env::current_exe().expect("this test binary");
+        let this = this.to_str().expect("UTF-8 path");
+        let run = |args: &[&str]| Cli::try_parse_from(args).map_err(anyhow::Error::from).and_then(|c| c.run.validate());
+        let plan = run(&["loadgen", "--rampart-bin", this, "--compare-bin", this, "--compare-label", "old"])
+            .expect("both targets and a compared binary");
+        assert_eq!(plan.targets, [Target::Baseline, Target::Rampart, Target::Compare]);
+        assert_eq!(plan.label(Target::Compare), "old");
+        assert_eq!(plan.binary(Target::Compare), Some(Path::new(this)));
+        let plan = run(&["loadgen", "--target", "rampart", "--rampart-bin", this, "--compare-bin", this])
+            .expect("rampart and a compared binary");
+        assert_eq!(plan.targets, [Target::Rampart, Target::Compare]);
+        assert_eq!(plan.label(Target::Compare), "compare");
+        assert!(run(&["loadgen", "--target", "baseline", "--compare-bin", this]).is_err(), "nothing to compare with");
+        assert!(
+            run(&["loadgen", "--target", "rampart", "--rampart-bin", this, "--compare-bin", "/nonexistent"]).is_err()
+        );
+        assert!(run(&["loadgen", "--target", "baseline", "--compare-label", "x"]).is_err(), "a label needs a binary");
+        let plan = parse(&[]).expect("no comparison");
+        assert_eq!(plan.targets, [Target::Baseline]);
+        assert_eq!(plan.binary(Target::Compare), None);
     }
 }

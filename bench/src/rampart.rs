@@ -35,6 +35,8 @@ const ERROR_TEXT_CHARS_MAX: usize = 300;
 /// A running Rampart and the clients that talk to it.
 #[derive(Debug)]
 pub struct Rampart {
+    /// The binary this server runs (`--rampart-bin` or `--compare-bin`).
+    pub bin: PathBuf,
     pub process: ServerProcess,
     /// `https://localhost:PORT`
     pub base_url: String,
@@ -73,16 +75,17 @@ impl Rampart {
     /// with Argon2 (tens of MiB each), and the allocator keeps that memory; measured from a fresh
     /// process, the RSS a connection adds is the connection's, not reused hashing memory.
     pub async fn restart(self, plan: &Plan, dir: &Path) -> anyhow::Result<Rampart> {
+        let bin = self.bin.clone();
         drop(self);
-        Self::start(plan, dir, "server-measured.log").await
+        Self::start(plan, &bin, dir, "server-measured.log").await
     }
 
-    /// Starts `rampart serve` in `dir` (data, keys, audit and the log `log_name` under it).
-    pub async fn start(plan: &Plan, dir: &Path, log_name: &str) -> anyhow::Result<Rampart> {
+    /// Starts `bin serve` in `dir` (data, keys, audit and the log `log_name` under it).
+    pub async fn start(plan: &Plan, bin: &Path, dir: &Path, log_name: &str) -> anyhow::Result<Rampart> {
         let config = dir.join("rampart.toml");
         std::fs::write(&config, config_text(dir)?).context("writing rampart.toml")?;
         let port = free_port(plan)?;
-        let mut command = Command::new(&plan.rampart_bin);
+        let mut command = Command::new(bin);
         command
             .arg("serve")
             .args(deployment_flags(dir))
@@ -113,7 +116,7 @@ impl Rampart {
             origin: Some(base_url.clone()),
             tls: tokio_rustls::TlsConnector::from(Arc::new(client_config(&ca_pem, &[ALPN_HTTP1])?)),
         };
-        Ok(Rampart { process, base_url, clients, endpoint })
+        Ok(Rampart { bin: bin.to_owned(), process, base_url, clients, endpoint })
     }
 
     fn url(&self, path: &str) -> String {
@@ -122,7 +125,7 @@ impl Rampart {
 
     /// Makes the admin (through `rampart invite`) and `count` members (through the API).
     pub async fn make_users(&self, plan: &Plan, dir: &Path, count: usize) -> anyhow::Result<(User, Vec<User>)> {
-        let invitation = invite_admin(&plan.rampart_bin, dir).await?;
+        let invitation = invite_admin(&self.bin, dir).await?;
         let admin = self
             .enroll_and_login(&invitation, "bench-admin", "bench passphrase for the administrator")
             .await

@@ -1,8 +1,9 @@
-//! The report: each target's figures, Rampart's as a ratio of the baseline's measured in the
-//! same run, printed as plain text or JSON.
+//! The report: each target's figures, Rampart's as a ratio of the baseline's (and of a compared
+//! rampart binary's) measured in the same run, printed as plain text or JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -14,6 +15,10 @@ use crate::options::{Plan, Scenario, Target};
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetReport {
     pub target: Target,
+    /// The target's name, or `--compare-label` for the compared binary.
+    pub label: String,
+    /// The binary started for a Rampart-like target; `null` for the baseline.
+    pub binary: Option<PathBuf>,
     pub connections: usize,
     /// Connections still open when the run ended.
     pub connections_open_at_end: usize,
@@ -72,6 +77,8 @@ impl TargetReport {
         };
         TargetReport {
             target,
+            label: plan.label(target).to_owned(),
+            binary: plan.binary(target).map(ToOwned::to_owned),
             connections: plan.users,
             connections_open_at_end,
             senders,
@@ -94,7 +101,7 @@ impl TargetReport {
     }
 }
 
-/// Rampart's figures divided by the baseline's (`null` where the baseline's is zero).
+/// One target's figures divided by another's (`null` where the divisor is zero).
 #[derive(Clone, Debug, Serialize)]
 pub struct Ratios {
     pub deliveries_per_sec: Option<f64>,
@@ -102,6 +109,31 @@ pub struct Ratios {
     pub latency_p99: Option<f64>,
     pub latency_p999: Option<f64>,
     pub rss_per_connection: Option<f64>,
+}
+
+impl Ratios {
+    fn of(numerator: &TargetReport, divisor: &TargetReport) -> Self {
+        let (n, d) = (numerator, divisor);
+        Ratios {
+            deliveries_per_sec: ratio(n.deliveries_per_sec, d.deliveries_per_sec),
+            latency_p50: ratio(n.latency.p50_ms, d.latency.p50_ms),
+            latency_p99: ratio(n.latency.p99_ms, d.latency.p99_ms),
+            latency_p999: ratio(n.latency.p999_ms, d.latency.p999_ms),
+            rss_per_connection: ratio(n.rss_kib_per_connection, d.rss_kib_per_connection),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        let show = |r: Option<f64>| r.map_or("n/a".to_owned(), |r| format!("{r:.3}x"));
+        format!(
+            "  deliveries/s {}   latency p50 {}   p99 {}   p99.9 {}   RSS per connection {}",
+            show(self.deliveries_per_sec),
+            show(self.latency_p50),
+            show(self.latency_p99),
+            show(self.latency_p999),
+            show(self.rss_per_connection),
+        )
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -115,6 +147,8 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
     /// Present when both targets ran.
     pub rampart_over_baseline: Option<Ratios>,
+    /// Present when a second rampart binary ran (`--compare-bin`).
+    pub rampart_over_compare: Option<Ratios>,
 }
 
 fn ratio(rampart: f64, baseline: f64) -> Option<f64> {
@@ -124,16 +158,12 @@ fn ratio(rampart: f64, baseline: f64) -> Option<f64> {
 impl Report {
     pub fn new(plan: &Plan, targets: Vec<TargetReport>) -> Self {
         let find = |t: Target| targets.iter().find(|r| r.target == t);
-        let rampart_over_baseline = match (find(Target::Rampart), find(Target::Baseline)) {
-            (Some(r), Some(b)) => Some(Ratios {
-                deliveries_per_sec: ratio(r.deliveries_per_sec, b.deliveries_per_sec),
-                latency_p50: ratio(r.latency.p50_ms, b.latency.p50_ms),
-                latency_p99: ratio(r.latency.p99_ms, b.latency.p99_ms),
-                latency_p999: ratio(r.latency.p999_ms, b.latency.p999_ms),
-                rss_per_connection: ratio(r.rss_kib_per_connection, b.rss_kib_per_connection),
-            }),
+        let ratios = |divisor: Target| match (find(Target::Rampart), find(divisor)) {
+            (Some(r), Some(d)) => Some(Ratios::of(r, d)),
             _ => None,
         };
+        let rampart_over_baseline = ratios(Target::Baseline);
+        let rampart_over_compare = ratios(Target::Compare);
         Report {
             scenario: plan.scenario,
             users: plan.users,
@@ -143,6 +173,7 @@ impl Report {
             body_pad_chars: plan.body_pad_chars,
             targets,
             rampart_over_baseline,
+            rampart_over_compare,
         }
     }
 
@@ -166,17 +197,13 @@ impl Report {
             write_target(&mut out, target);
         }
         if let Some(ratios) = &self.rampart_over_baseline {
-            let show = |r: Option<f64>| r.map_or("n/a".to_owned(), |r| format!("{r:.2}x"));
             let _ = writeln!(out, "== rampart / baseline (same run)");
-            let _ = writeln!(
-                out,
-                "  deliveries/s {}   latency p50 {}   p99 {}   p99.9 {}   RSS per connection {}",
-                show(ratios.deliveries_per_sec),
-                show(ratios.latency_p50),
-                show(ratios.latency_p99),
-                show(ratios.latency_p999),
-                show(ratios.rss_per_connection),
-            );
+            let _ = writeln!(out, "{}", ratios.to_text());
+        }
+        if let Some(ratios) = &self.rampart_over_compare {
+            let label = self.targets.iter().find(|t| t.target == Target::Compare).map_or("compare", |t| &t.label);
+            let _ = writeln!(out, "== rampart / {label} (same run)");
+            let _ = writeln!(out, "{}", ratios.to_text());
         }
         out
     }
@@ -184,7 +211,14 @@ impl Report {
 
 fn write_target(out: &mut String, t: &TargetReport) {
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let _ = writeln!(out, "== {}", t.target.name());
+    match &t.binary {
+        Some(binary) => {
+            let _ = writeln!(out, "== {} ({})", t.label, binary.display());
+        }
+        None => {
+            let _ = writeln!(out, "== {}", t.label);
+        }
+    }
     if t.senders > 0 {
         let share = if t.expected > 0 { 100.0 * t.delivered as f64 / t.expected as f64 } else { 0.0 };
         let _ = writeln!(

@@ -47,9 +47,9 @@ struct Setup {
 pub async fn run_target(plan: &Plan, target: Target, dir: &Path) -> anyhow::Result<TargetReport> {
     let dir = dir.join(target.name());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    match target {
-        Target::Baseline => run_baseline(plan, &dir).await,
-        Target::Rampart => run_rampart(plan, &dir).await,
+    match plan.binary(target) {
+        None => run_baseline(plan, &dir).await,
+        Some(bin) => run_rampart(plan, target, bin, &dir).await,
     }
 }
 
@@ -101,8 +101,10 @@ fn sender_users(plan: &Plan) -> Vec<usize> {
     }
 }
 
-async fn run_rampart(plan: &Plan, dir: &Path) -> anyhow::Result<TargetReport> {
-    let rampart = Rampart::start(plan, dir, "server-setup.log").await?;
+/// Runs a Rampart-like target (`Rampart` or `Compare`) from `bin`, each in its own fresh
+/// directory, so binaries with different database schemas never share data.
+async fn run_rampart(plan: &Plan, target: Target, bin: &Path, dir: &Path) -> anyhow::Result<TargetReport> {
+    let rampart = Rampart::start(plan, bin, dir, "server-setup.log").await?;
     let (admin, users) =
         rampart.make_users(plan, dir, plan.users).await.context("enrolling and logging in the users")?;
     // The channel each user's connection must see, by user.
@@ -135,7 +137,7 @@ async fn run_rampart(plan: &Plan, dir: &Path) -> anyhow::Result<TargetReport> {
         })
         .collect();
     let setup = Setup { endpoint: rampart.endpoint.clone(), hellos, senders };
-    measure(plan, Target::Rampart, &mut rampart.process, setup).await
+    measure(plan, target, &mut rampart.process, setup).await
 }
 
 async fn measure(

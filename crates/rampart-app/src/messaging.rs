@@ -427,8 +427,17 @@ impl App {
             }
             None => None,
         };
-        let page =
-            self.inner.store.search(&auth.user.id, &query, channel.as_ref(), before.as_ref(), input.limit).await?;
+        let page = self
+            .inner
+            .store
+            .search(&auth.user.id, &query, channel.as_ref(), before.as_ref(), input.limit)
+            .await
+            .map_err(|error| match error {
+                rampart_store::StoreError::SearchDisabled => {
+                    AppError::from(FieldError::new("q", "Search is turned off on this server."))
+                }
+                other => other.into(),
+            })?;
         Ok((page.messages, page.next.as_ref().map(format_cursor)))
     }
 }

@@ -5,6 +5,7 @@
 //! rare, two-word, phrase and prefix queries.
 //!
 //! `cargo bench -p rampart-store --bench search -- --messages 1000000`
+//! `cargo bench -p rampart-store --bench search -- --compare-indexing 50000` (send path, index on vs off)
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ use rampart_store::{ChannelStore, CreateChannelOutcome, KeyConfig, NewChannel, N
 const CHANNELS: usize = 20;
 const VOCABULARY: usize = 5_000;
 const QUERIES_PER_KIND: usize = 100;
+/// Concurrent senders while the corpus is stored (as many clients would be).
+const WRITERS: usize = 4;
 
 /// xorshift64: reproducible text with no dependency.
 struct Rng(u64);
@@ -60,9 +63,112 @@ fn file_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir).expect("dir").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()
 }
 
+/// Stores `messages` messages through `post_message` with `WRITERS` writers; returns messages/s.
+async fn store_rate(
+    store: std::sync::Arc<SqliteStore>,
+    channels: std::sync::Arc<Vec<ChannelId>>,
+    user: rampart_core::UserId,
+    messages: usize,
+) -> f64 {
+    let words = std::sync::Arc::new(vocabulary());
+    let started = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..WRITERS {
+        let (store, channels, words, user) = (store.clone(), channels.clone(), words.clone(), user.clone());
+        writers.spawn(async move {
+            let mut rng = Rng(0xabcd_0000_0000_0003 + writer as u64);
+            for i in (writer..messages).step_by(WRITERS) {
+                let count = 4 + (rng.next() % 12) as usize;
+                let text: Vec<&str> = (0..count).map(|_| words[rng.skewed(VOCABULARY)].as_str()).collect();
+                let message = NewMessage {
+                    id: MessageId::from_generated(format!("c{i:08}")),
+                    channel_id: channels[i % CHANNELS].clone(),
+                    sender_id: user.clone(),
+                    body: MessageBody::parse(&text.join(" ")).expect("body"),
+                    thread_id: None,
+                    client_id: None,
+                    created_at: Timestamp(1_700_000_000_000 + i as i64),
+                    files: Vec::new(),
+                };
+                store.post_message(&message).await.expect("post");
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.expect("writer");
+    }
+    messages as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A fresh store with one user and `CHANNELS` channels.
+async fn fresh(
+    root: &std::path::Path,
+    name: &str,
+    indexed: bool,
+) -> (SqliteStore, Vec<ChannelId>, rampart_core::UserId) {
+    let keys = root.join(format!("{name}-keys"));
+    let data = root.join(format!("{name}-data"));
+    for dir in [&keys, &data] {
+        std::fs::create_dir(dir).expect("dir");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    let mut store =
+        SqliteStore::open(&data.join("rampart.db"), &KeyConfig { key_dir: keys, epoch: Default::default() })
+            .await
+            .expect("open");
+    if !indexed {
+        store = store.without_search_index().await.expect("index off");
+    }
+    store.spawn_checkpointer();
+    let user = make_user(&store, Role::Member).await;
+    let mut channels = Vec::new();
+    for i in 0..CHANNELS {
+        let new = NewChannel {
+            id: ChannelId::from_generated(format!("{name}-channel-{i}")),
+            kind: ChannelKind::Public,
+            name: ChannelName::parse(&format!("{name}-{i}")).expect("name"),
+            topic: Topic::parse("").expect("topic"),
+            created_by: user.id.clone(),
+            created_at: Timestamp(0),
+        };
+        match store.create_channel(&new).await.expect("channel") {
+            CreateChannelOutcome::Created(record, _) => channels.push(record.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    (store, channels, user.id)
+}
+
+/// The send path with and without the index, in the same run, twice in alternating order.
+async fn compare_indexing(messages: usize) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut rates = [Vec::new(), Vec::new()];
+    for round in 0..2 {
+        for indexed in if round == 0 { [true, false] } else { [false, true] } {
+            let name = format!("r{round}-{}", if indexed { "on" } else { "off" });
+            let (store, channels, user) = fresh(root.path(), &name, indexed).await;
+            let rate = store_rate(std::sync::Arc::new(store), std::sync::Arc::new(channels), user, messages).await;
+            println!("  round {round}, index {}: {rate:.0} messages/s", if indexed { "on" } else { "off" });
+            rates[usize::from(!indexed)].push(rate);
+        }
+    }
+    let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let (on, off) = (mean(&rates[0]), mean(&rates[1]));
+    println!(
+        "send path, {messages} messages, {WRITERS} writers: index on {on:.0}/s, off {off:.0}/s: on = {:.2}× off",
+        on / off
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(n) =
+        args.iter().position(|a| a == "--compare-indexing").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok())
+    {
+        compare_indexing(n).await;
+        return;
+    }
     let messages: usize = args
         .iter()
         .position(|a| a == "--messages")
@@ -78,6 +184,8 @@ async fn main() {
     }
     let config = KeyConfig { key_dir: keys, epoch: Default::default() };
     let store = SqliteStore::open(&data.join("rampart.db"), &config).await.expect("open");
+    // As the server does: passive checkpoints every second keep the WAL short.
+    store.spawn_checkpointer();
     let user = make_user(&store, Role::Member).await;
     let mut channels = Vec::new();
     for i in 0..CHANNELS {
@@ -94,29 +202,46 @@ async fn main() {
             other => panic!("{other:?}"),
         }
     }
-    let words = vocabulary();
-    let mut rng = Rng(0xfeed_0000_0000_0002);
-    println!("storing {messages} messages (sealed and indexed) in {CHANNELS} channels…");
+    let words = std::sync::Arc::new(vocabulary());
+    println!("storing {messages} messages (sealed and indexed) in {CHANNELS} channels, {WRITERS} writers at once…");
     let started = Instant::now();
+    let store = std::sync::Arc::new(store);
+    let channels = std::sync::Arc::new(channels);
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..WRITERS {
+        let (store, channels, words, user) = (store.clone(), channels.clone(), words.clone(), user.id.clone());
+        writers.spawn(async move {
+            let mut rng = Rng(0xfeed_0000_0000_0002 + writer as u64);
+            let mut total_words = 0usize;
+            for i in (writer..messages).step_by(WRITERS) {
+                let count = 4 + (rng.next() % 12) as usize;
+                total_words += count;
+                let text: Vec<&str> = (0..count).map(|_| words[rng.skewed(VOCABULARY)].as_str()).collect();
+                let message = NewMessage {
+                    id: MessageId::from_generated(format!("m{i:08}")),
+                    channel_id: channels[i % CHANNELS].clone(),
+                    sender_id: user.clone(),
+                    body: MessageBody::parse(&text.join(" ")).expect("body"),
+                    thread_id: None,
+                    client_id: None,
+                    created_at: Timestamp(1_700_000_000_000 + i as i64),
+                    files: Vec::new(),
+                };
+                store.post_message(&message).await.expect("post");
+                if writer == 0 && (i + WRITERS) % 100_000 < WRITERS {
+                    eprintln!(
+                        "  ≈{} stored, {:.0} messages/s",
+                        i + 1,
+                        (i + 1) as f64 / started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            total_words
+        });
+    }
     let mut total_words = 0usize;
-    for i in 0..messages {
-        let count = 4 + (rng.next() % 12) as usize;
-        total_words += count;
-        let text: Vec<&str> = (0..count).map(|_| words[rng.skewed(VOCABULARY)].as_str()).collect();
-        let message = NewMessage {
-            id: MessageId::from_generated(format!("m{i:08}")),
-            channel_id: channels[i % CHANNELS].clone(),
-            sender_id: user.id.clone(),
-            body: MessageBody::parse(&text.join(" ")).expect("body"),
-            thread_id: None,
-            client_id: None,
-            created_at: Timestamp(1_700_000_000_000 + i as i64),
-            files: Vec::new(),
-        };
-        store.post_message(&message).await.expect("post");
-        if (i + 1) % 100_000 == 0 {
-            println!("  {} stored, {:.0} messages/s", i + 1, (i + 1) as f64 / started.elapsed().as_secs_f64());
-        }
+    while let Some(done) = writers.join_next().await {
+        total_words += done.expect("writer");
     }
     let elapsed = started.elapsed();
     store.checkpoint().await.expect("checkpoint");
@@ -152,12 +277,12 @@ async fn main() {
         );
     }
 
-    store.drop_search_index_for_bench().await.expect("drop index");
+    store.drop_search_index().await.expect("drop index");
     let without_index = file_bytes(&data);
     println!();
     println!("messages: {messages}, words per message (mean): {:.1}", total_words as f64 / messages as f64);
     println!(
-        "send path (seal + index + store, one writer): {:.0} messages/s ({:.1} s)",
+        "send path (seal + index + store, {WRITERS} writers): {:.0} messages/s ({:.1} s)",
         messages as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );

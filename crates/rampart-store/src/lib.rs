@@ -56,6 +56,8 @@ pub enum StoreError {
     KeyMismatch(u32),
     #[error("{0} failed its integrity check")]
     Integrity(&'static str),
+    #[error("search is turned off on this server")]
+    SearchDisabled,
     /// Reading or writing a file blob failed (the cause is for the log; it may name a path).
     #[error("file storage failed")]
     Blob(#[from] std::io::Error),

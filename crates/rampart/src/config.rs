@@ -61,6 +61,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub encryption: RawEncryption,
     #[serde(default)]
+    pub search: RawSearch,
+    #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
     pub files: crate::config_files::RawFiles,
@@ -95,6 +97,12 @@ pub struct RawEncryption {
 pub struct EncryptionConfig {
     pub epoch_messages_max: u64,
     pub epoch_days_max: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +249,8 @@ pub struct Config {
     pub log_level: String,
     pub ws: WsLimits,
     pub encryption: EncryptionConfig,
+    /// Whether messages are indexed for search (the blind index); off deletes the index.
+    pub search_enabled: bool,
     pub metrics: MetricsConfig,
     /// Uploads: where clamd is, and how long one may take (the rest is in `app.files`).
     pub files: crate::config_files::FilesConfig,
@@ -509,6 +519,7 @@ impl RawConfig {
             log_level,
             ws,
             encryption,
+            search_enabled: self.search.enabled.unwrap_or(true),
             metrics,
             files,
             audit_checkpoint_interval_secs,

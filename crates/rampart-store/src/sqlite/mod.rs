@@ -106,6 +106,8 @@ pub struct SqliteStore {
     pub(crate) vault: Arc<Vault>,
     /// File blobs: `blobs/` beside the database file (so `data_dir/blobs`).
     pub(crate) blobs: Arc<crate::blobs::Blobs>,
+    /// Whether messages are indexed for search (`[search] enabled`).
+    pub(crate) search_index: bool,
 }
 
 impl SqliteStore {
@@ -118,11 +120,20 @@ impl SqliteStore {
         let blobs = Arc::new(crate::blobs::Blobs::open(blob_dir)?);
         migrate(path, MIGRATIONS).await?;
         let pool = open_pool(path).await?;
-        let store = Self { pool, vault, blobs };
+        let store = Self { pool, vault, blobs, search_index: true };
         store.check_keyring().await?;
         store.seal_legacy_bodies().await?;
         store.index_channels_without_keys().await?;
         Ok(store)
+    }
+
+    /// Turns the search index off (`[search] enabled = false`): nothing is indexed, searches are
+    /// refused, and an index left from before is deleted, so none of what it reveals stays at rest.
+    /// Turned on again, `rampart search rebuild` indexes what was sent meanwhile.
+    pub async fn without_search_index(mut self) -> StoreResult<Self> {
+        self.search_index = false;
+        self.drop_search_index().await?;
+        Ok(self)
     }
 
     /// Writes the WAL back into the main file (used before copying or inspecting the files).

@@ -83,6 +83,9 @@ pub(crate) async fn message_rowid(conn: &mut SqliteConnection, message: &Message
 impl SqliteStore {
     /// The channel's search keys (active, and any being built), making version 1 if it has none.
     pub(crate) async fn search_keys(&self, channel: &ChannelId, at: Timestamp) -> StoreResult<SearchKeys> {
+        if !self.search_index {
+            return Ok(SearchKeys::new());
+        }
         if let Some(keys) = self.vault.cached_search_keys(channel) {
             return Ok(keys);
         }
@@ -186,9 +189,9 @@ impl SqliteStore {
         Ok(u64::try_from(rows).unwrap_or(0))
     }
 
-    /// Deletes the whole search index and its keys and compacts the file, so a benchmark can
-    /// weigh the database without it in the same run. `rampart search rebuild` makes it again.
-    pub async fn drop_search_index_for_bench(&self) -> StoreResult<()> {
+    /// Deletes the whole search index and its keys and compacts the file (search turned off; a
+    /// benchmark weighing the database without it). `rampart search rebuild` makes it again.
+    pub async fn drop_search_index(&self) -> StoreResult<()> {
         sqlx::query("DELETE FROM search_index").execute(&self.pool).await?;
         sqlx::query("DELETE FROM search_keys").execute(&self.pool).await?;
         self.vault.forget_active();
@@ -231,6 +234,9 @@ impl SqliteStore {
         before: Option<&SearchCursor>,
         limit: u32,
     ) -> StoreResult<SearchPage> {
+        if !self.search_index {
+            return Err(StoreError::SearchDisabled);
+        }
         let mut conn = self.pool.acquire().await?;
         let channels: Vec<String> = sqlx::query_scalar(
             "SELECT c.id FROM channel_members m JOIN channels c ON c.id = m.channel_id
@@ -368,6 +374,9 @@ impl SqliteStore {
     /// makes it the active one and removes the old key's postings. Resumable: a key left
     /// `building` by an interrupted run is finished, not replaced. Returns the messages indexed.
     pub(crate) async fn rebuild_channel_index(&self, channel: &ChannelId, at: Timestamp) -> StoreResult<u64> {
+        if !self.search_index {
+            return Err(StoreError::SearchDisabled);
+        }
         let mut conn = self.pool.acquire().await?;
         let keys = self.read_search_keys(&mut conn, channel).await?;
         if keys.iter().all(|(_, active, _)| *active) {

@@ -55,9 +55,12 @@ pub async fn open_app(config: &Config, sink: Arc<dyn rampart_app::EventSink>) ->
             days_max: config.encryption.epoch_days_max,
         },
     };
-    let store = rampart_store::SqliteStore::open(&config.data_dir.join("rampart.db"), &keys)
+    let mut store = rampart_store::SqliteStore::open(&config.data_dir.join("rampart.db"), &keys)
         .await
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    if !config.search_enabled {
+        store = store.without_search_index().await.context("cannot turn the search index off")?;
+    }
     store.spawn_checkpointer();
     let audit = rampart_store::SqliteAuditStore::open(&config.audit_dir.join("audit.db"))
         .await

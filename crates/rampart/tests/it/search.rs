@@ -148,3 +148,25 @@ async fn pages_edits_deletes_bad_queries_and_a_rebuild() {
     server.say(&alice, &channel, "heron after the rebuild").await;
     assert_eq!(bodies(&search(&server, &alice, &[("q", "heron")]).await).len(), 12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_search_turned_off_nothing_is_indexed_and_searches_say_so() {
+    let dirs = std::sync::Arc::new(crate::support::Dirs::new());
+    let server = Server::start_with(dirs, "[search]\nenabled = false\n", &[]);
+    let alice = server.user("member").await;
+    let channel = server.channel(&alice, "public").await;
+    server.say(&alice, &channel, "nothing indexed here").await;
+    let response = server
+        .client()
+        .get(server.url("/api/v1/search?q=indexed"))
+        .headers(alice.bearer())
+        .send()
+        .await
+        .expect("search");
+    let body = expect_error(response, 400, "invalid_input").await;
+    assert_eq!(body["error"]["message"], "Search is turned off on this server.");
+    let db = server.dirs.data().join("rampart.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("open");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM search_index").fetch_one(&pool).await.expect("count");
+    assert_eq!(rows, 0, "no postings at rest");
+}

@@ -14,9 +14,11 @@ import chat from "./scenarios/chat.mjs";
 import xss from "./scenarios/xss.mjs";
 import sessions from "./scenarios/sessions.mjs";
 import admin from "./scenarios/admin.mjs";
+import search from "./scenarios/search.mjs";
+import files from "./scenarios/files.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = { chat, sessions, admin, xss };
+const SCENARIOS = { chat, sessions, admin, xss, search, files };
 
 async function main() {
   const binary = process.argv[2];

@@ -8,6 +8,7 @@ import { userText } from "./text.js";
 import { avatarNode, displayName, nameNode } from "./users.js";
 import { MessageList, enableKeyboard } from "./message.js";
 import { makeComposer } from "./composer.js";
+import { acceptDrops } from "./files.js";
 import { mountThread } from "./thread.js";
 import { confirmDialog, editTopic } from "./dialogs.js";
 import * as history from "./history.js";
@@ -66,6 +67,7 @@ export async function send(ctx, message) {
       body: message.body,
       client_id: message.client_id,
       ...(message.thread_id ? { thread_id: message.thread_id } : {}),
+      ...(message.files?.length ? { file_ids: message.files.map((file) => file.id) } : {}),
     });
     model.confirmSent(stored);
   } catch (error) {
@@ -80,7 +82,8 @@ export async function send(ctx, message) {
   }
 }
 
-export function newMessage(ctx, channelId, body, threadId = null) {
+/** A message to send; `files` are uploaded files (files.js) it carries. */
+export function newMessage(ctx, channelId, body, threadId = null, files = []) {
   return {
     client_id: crypto.randomUUID(),
     channel_id: channelId,
@@ -89,6 +92,7 @@ export function newMessage(ctx, channelId, body, threadId = null) {
     thread_id: threadId,
     created_at: new Date().toISOString(),
     reply_count: 0,
+    files,
   };
 }
 
@@ -116,16 +120,17 @@ export function mountConversation(main, ctx, route) {
   const jump = h("button", { type: "button", class: "jump", hidden: true, on: { click: onJump } });
   let newBelow = false; // live messages arrived below the part of the log in view
   let started = false;
-  let revealWanted = null; // a message to show once the view has started
+  let revealWanted = route.reveal || null; // a search result to show once the view has started
   const typingLine = h("div", { class: "typing-line", "aria-live": "polite", id: "typing" });
   const composer = makeComposer({
     id: "composer",
     label: "Message",
     placeholder: "Write a message…",
-    onSend: (text) => {
+    channelId,
+    onSend: (text, files) => {
       // Writing while reading far back: go to the present first, where the message will be.
       if (model.historyOf(channelId).newerGap) jumpToPresent();
-      const sending = send(ctx, newMessage(ctx, channelId, text));
+      const sending = send(ctx, newMessage(ctx, channelId, text, null, files));
       scrollToBottom(true);
       return sending;
     },
@@ -140,6 +145,9 @@ export function mountConversation(main, ctx, route) {
     h("div", { class: "conv-body" }, h("div", { class: "conv-main" }, scroller, jump, typingLine, composer.el), threadPane),
   );
   main.append(section);
+  const convMain = section.querySelector(".conv-main");
+  convMain.append(h("div", { class: "drop-hint", "aria-hidden": "true" }, h("p", { text: "Drop files to attach them" })));
+  cleanups.push(acceptDrops(convMain, (files) => composer.addFiles(files)));
 
   const openThread = (message) => ctx.navigate(`/c/${channelId}/t/${message.thread_id || message.id}`);
   const actions = messageActions(ctx, channelId, { onReply: openThread });
@@ -164,6 +172,7 @@ export function mountConversation(main, ctx, route) {
     const canManage = c.role === "owner" || c.role === "admin" || me.role === "admin" || me.role === "owner";
     replace(
       headerActions,
+      iconButton("search", "Search messages", ctx.focusSearch, { className: "icon-btn search-toggle" }),
       c.kind !== "dm" && c.member && canManage ? iconButton("edit", "Edit topic", () => editTopic(ctx, c)) : null,
       c.kind !== "dm" && c.member ? iconButton("logout", "Leave channel", leave) : null,
     );
@@ -464,17 +473,15 @@ export function mountConversation(main, ctx, route) {
   start();
 
   return {
+    /** A route in this channel: the thread to show, and maybe a search result to show. */
     update(next) {
       setThread(next.threadId);
-    },
-    /** Shows a message opened from a search result: in the log, or in its thread's pane. */
-    reveal(message) {
-      if (!message.thread_id) return reveal(message);
-      if (started) thread?.reveal(message);
-      else revealWanted = message;
+      if (next.reveal && !next.reveal.thread_id) reveal(next.reveal);
+      else if (next.reveal) thread?.reveal(next.reveal);
     },
     unmount() {
       clearTimeout(readTimer);
+      composer.dispose();
       // Coming back to the channel shows the present, not a window far back.
       if (model.history.get(channelId)?.newerGap) model.history.delete(channelId);
       if (model.activeChannel === channelId) model.activeChannel = null;

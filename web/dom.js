@@ -62,6 +62,9 @@ const ICONS = {
   check: "M5 12l5 5 9-10",
   alert: "M12 4 2.5 20h19zM12 10v4M12 17h.01",
   refresh: "M20 12a8 8 0 1 1-2.3-5.6M20 4v4h-4",
+  down: "M12 5v14M6 13l6 6 6-6",
+  attach: "M20 11.5l-8.1 8.1a5 5 0 0 1-7.1-7.1l8.5-8.5a3.3 3.3 0 0 1 4.7 4.7l-8.5 8.5a1.7 1.7 0 0 1-2.4-2.4L15 7",
+  file: "M6 3h8l4 4v14H6zM14 3v4h4",
 };
 
 /** An inline icon, hidden from assistive technology (the control carries the label). */

@@ -3,6 +3,7 @@
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 const dateFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "long", day: "numeric" });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const shortFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 function toDate(value) {
   const date = value instanceof Date ? value : new Date(value);
@@ -25,6 +26,16 @@ export function fullTime(value) {
 export function dayKey(value) {
   const date = toDate(value);
   return date ? `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}` : "";
+}
+
+/** "14:05" today, "Yesterday 14:05", else "12 Mar 2026, 14:05". */
+export function stamp(value) {
+  const date = toDate(value);
+  if (!date) return "";
+  const day = dayLabel(date);
+  if (day === "Today") return clock(date);
+  if (day === "Yesterday") return `${day} ${clock(date)}`;
+  return shortFormat.format(date);
 }
 
 /** "Today", "Yesterday" or "Monday, March 12". */

@@ -1,9 +1,10 @@
-// One message as the reader sees it (sender, time, text, edited and deleted states, replies,
-// actions), and MessageList: keyed, ordered-by-seq rendering that updates one element at a time.
+// One message as the reader sees it (sender, time, text, its files, edited and deleted states,
+// replies, actions), and MessageList: keyed, ordered-by-seq rendering that updates one element at a time.
 
 import { h, icon, replace } from "./dom.js";
 import { clock, dayKey, dayLabel, fullTime } from "./format.js";
 import { richText } from "./text.js";
+import { fileList } from "./files.js";
 import { avatarNode, nameNode } from "./users.js";
 
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
@@ -33,7 +34,8 @@ export function messageElement(message, actions, { inThread = false } = {}) {
     h("time", { datetime: message.created_at, title: fullTime(message.created_at), text: clock(message.created_at) }),
     message.edited_at && !message.deleted ? h("span", { class: "edited", title: `Edited ${fullTime(message.edited_at)}`, text: "(edited)" }) : null,
   );
-  const main = h("div", { class: "msg-main" }, head, body);
+  // A deleted message's files are deleted with it.
+  const main = h("div", { class: "msg-main" }, head, body, message.deleted ? null : fileList(message.files));
   if (pending) {
     main.append(
       message.failed

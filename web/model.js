@@ -3,6 +3,9 @@
 // replies, typing notices, and messages being sent. Views subscribe to changes.
 
 const TYPING_SHOWN_MS = 6_000;
+// Live messages held back while a window does not reach the present (see setWindow): the newest
+// are kept, for the ones that arrive while the page that closes the gap is on its way.
+const HELD_BACK_MAX = 500;
 
 export class Model {
   constructor(me) {
@@ -105,6 +108,12 @@ export class Model {
     store.newestSeq = Math.max(store.newestSeq ?? 0, ...messages.map((m) => m.seq));
     store.newerGap = hasNewer;
     for (const message of messages) this.storeMessage(message);
+    // Live copies held back are as new as the page's or newer (an edit during the request).
+    for (const [id, message] of store.heldBack || []) {
+      if (!this.inWindow(channelId, message)) continue;
+      store.heldBack.delete(id);
+      this.storeMessage(message);
+    }
     this.emit({ type: "history", channelId });
   }
 
@@ -131,6 +140,11 @@ export class Model {
     const store = this.historyOf(message.channel_id);
     const outside = !message.thread_id && !this.inWindow(message.channel_id, message);
     const target = message.thread_id ? this.threads.get(message.thread_id)?.byId : outside ? null : store.byId;
+    if (outside) {
+      store.heldBack ??= new Map();
+      store.heldBack.set(message.id, message);
+      if (store.heldBack.size > HELD_BACK_MAX) store.heldBack.delete(store.heldBack.keys().next().value);
+    }
     // A history page read before a live edit or delete may arrive after it: keep the newer copy.
     const held = target?.get(message.id);
     const stale = held && ((held.deleted && !message.deleted) || (held.edited_at || "") > (message.edited_at || ""));

@@ -1,5 +1,6 @@
-// The signed-in application: layout (sidebar, main view, connection bar), the hash router
-// (#/c/<channel>[/t/<message>], #/account, #/admin/<tab>), the live connection and its frames.
+// The signed-in application: layout (sidebar, main view, search panel, connection bar), the hash
+// router (#/c/<channel>[/t/<message>], #/account, #/admin/<tab>), keyboard shortcuts, opening a
+// search result in its channel, the live connection and its frames.
 
 import { api, seg } from "./api.js";
 import { h, icon, replace } from "./dom.js";
@@ -10,6 +11,7 @@ import { mountSidebar } from "./sidebar.js";
 import { mountConversation } from "./conversation.js";
 import { mountAccount } from "./account.js";
 import { mountAdmin } from "./admin.js";
+import { mountSearch } from "./search.js";
 
 const ID = /^[0-9a-fA-F-]{8,64}$/;
 
@@ -38,11 +40,13 @@ export function startShell(root, me, { onSignedOut }) {
   const main = h("main", { class: "main", id: "main" });
   const sidebarEl = h("nav", { class: "sidebar", id: "sidebar", "aria-label": "Conversations" });
   const scrim = h("div", { class: "scrim", "aria-hidden": "true" });
-  const shellEl = h("div", { class: "shell" }, sidebarEl, scrim, h("div", { class: "main-column" }, banner, main));
+  const stack = h("div", { class: "main-stack" }, main);
+  const shellEl = h("div", { class: "shell" }, sidebarEl, scrim, h("div", { class: "main-column" }, banner, stack));
   replace(root, shellEl);
 
   let view = null;
   let currentRoute = null;
+  let revealNext = null; // a search result to show once its channel's route renders
   const ctx = {
     me,
     model,
@@ -52,18 +56,39 @@ export function startShell(root, me, { onSignedOut }) {
     closeNav: () => shellEl.classList.remove("nav-open"),
     signOut: onSignedOut,
     live: null,
+    focusSearch: () => search.focus(),
+    openMessage,
   };
   scrim.addEventListener("click", ctx.closeNav);
   document.addEventListener("keydown", onKey);
   function onKey(event) {
     if (event.key === "Escape" && shellEl.classList.contains("nav-open")) ctx.closeNav();
+    else if (isSearchKey(event) && !document.querySelector("dialog[open]")) {
+      event.preventDefault();
+      search.focus();
+    }
   }
 
-  const sidebar = mountSidebar(sidebarEl, ctx);
+  const search = mountSearch(ctx);
+  stack.append(search.panel);
+  const sidebar = mountSidebar(sidebarEl, ctx, { searchForm: search.form });
+  // A link in the sidebar (even to the channel already open) leaves the results for that page.
+  sidebarEl.addEventListener("click", (event) => event.target.closest("a[href]") && search.close());
+
+  /** Shows a message (a search result) in its channel, or in its thread's pane for a reply. */
+  function openMessage(message) {
+    revealNext = message;
+    const path = message.thread_id ? `/c/${message.channel_id}/t/${message.thread_id}` : `/c/${message.channel_id}`;
+    if (location.hash === `#${path}`) renderRoute();
+    else navigate(path);
+  }
 
   function renderRoute() {
     const route = parseRoute();
+    if (revealNext && route.view === "channel" && route.channelId === revealNext.channel_id) route.reveal = revealNext;
+    revealNext = null;
     ctx.closeNav();
+    search.close();
     if (view && currentRoute && view.update && sameView(currentRoute, route)) {
       currentRoute = route;
       view.update(route);
@@ -188,12 +213,21 @@ export function startShell(root, me, { onSignedOut }) {
     stop() {
       window.removeEventListener("hashchange", renderRoute);
       document.removeEventListener("keydown", onKey);
+      search.close();
       clearInterval(bannerTimer);
       live.stop();
       if (view) view.unmount();
       sidebar.unmount();
     },
   };
+}
+
+/** "/" outside a text field, or Ctrl-K (⌘K) anywhere: the search shortcut. */
+function isSearchKey(event) {
+  if (event.altKey || event.isComposing) return false;
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "k") return true;
+  if (event.key !== "/" || event.ctrlKey || event.metaKey) return false;
+  return !event.target.closest?.("input, textarea, select, [contenteditable]");
 }
 
 function sameView(a, b) {

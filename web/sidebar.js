@@ -1,5 +1,6 @@
-// The sidebar: channels and direct messages with unread counts, buttons to create, browse and
-// start conversations, and the signed-in user's links (account, admin console, sign out).
+// The sidebar: the search box (search.js), channels and direct messages with unread counts,
+// buttons to create, browse and start conversations, and the signed-in user's links (account,
+// admin console, sign out).
 
 import { api } from "./api.js";
 import { h, icon, iconButton, replace } from "./dom.js";
@@ -9,7 +10,7 @@ import { browseChannels, newChannel, newDirectMessage } from "./dialogs.js";
 
 const UNREAD_SHOWN_MAX = 99;
 
-export function mountSidebar(el, ctx) {
+export function mountSidebar(el, ctx, { searchForm }) {
   const { model, me } = ctx;
   const channelList = h("ul", { class: "nav-list", id: "channel-list", "aria-label": "Channels" });
   const dmList = h("ul", { class: "nav-list", id: "dm-list", "aria-label": "Direct messages" });
@@ -26,6 +27,7 @@ export function mountSidebar(el, ctx) {
       status,
       iconButton("close", "Close navigation", ctx.closeNav, { className: "icon-btn nav-close" }),
     ),
+    searchForm,
     h(
       "div",
       { class: "sidebar-scroll" },

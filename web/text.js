@@ -1,5 +1,6 @@
-// Rendering of text written by users (message bodies, names, topics) as inert DOM: text nodes,
-// links only for http(s) URLs, and direction-control characters shown and contained.
+// Rendering of text written by users (message bodies, names, topics, search results) as inert
+// DOM: text nodes, links only for http(s) URLs, <mark> around search matches, and
+// direction-control characters shown and contained.
 
 import { h } from "./dom.js";
 
@@ -70,6 +71,26 @@ export function richText(text) {
     appendPlain(fragment, source.slice(last, match.index));
     fragment.append(h("a", { href, target: "_blank", rel: "noopener noreferrer nofollow", class: "link" }, candidate));
     last = match.index + candidate.length;
+  }
+  appendPlain(fragment, source.slice(last));
+  return fragment;
+}
+
+/**
+ * Plain text (no links) with the [start, end) ranges, in order, wrapped in <mark>: a search
+ * result with its matches. Each piece is a text node, direction controls contained as above.
+ */
+export function markedText(text, ranges) {
+  const source = String(text ?? "");
+  const fragment = document.createDocumentFragment();
+  let last = 0;
+  for (const [start, end] of ranges) {
+    if (start < last || end <= start || end > source.length) continue;
+    appendPlain(fragment, source.slice(last, start));
+    const mark = h("mark");
+    appendPlain(mark, source.slice(start, end));
+    fragment.append(mark);
+    last = end;
   }
   appendPlain(fragment, source.slice(last));
   return fragment;

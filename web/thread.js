@@ -1,10 +1,11 @@
 // The thread pane: the parent message, its replies (live), and a composer that replies in the
-// thread. Opened at #/c/<channel>/t/<message>.
+// thread. Opened at #/c/<channel>/t/<message>, or from a search result (the reply highlighted).
 
 import { api, describe, seg } from "./api.js";
 import { h, iconButton, replace } from "./dom.js";
 import { MessageList, enableKeyboard, messageElement } from "./message.js";
 import { makeComposer } from "./composer.js";
+import { acceptDrops } from "./files.js";
 import { messageActions, newMessage, send } from "./conversation.js";
 
 const REPLIES_MAX = 200;
@@ -18,7 +19,8 @@ export function mountThread(pane, ctx, channelId, parentId, close) {
     id: "thread-composer",
     label: "Reply in thread",
     placeholder: "Reply…",
-    onSend: (text) => send(ctx, newMessage(ctx, channelId, text, parentId)),
+    channelId,
+    onSend: (text, files) => send(ctx, newMessage(ctx, channelId, text, parentId, files)),
     onTyping: () => ctx.live?.sendTyping(channelId),
   });
   replace(
@@ -27,10 +29,21 @@ export function mountThread(pane, ctx, channelId, parentId, close) {
     h("div", { class: "thread-scroll" }, parentHolder, count, listEl),
     composer.el,
   );
+  const stopDrops = acceptDrops(pane, (files) => composer.addFiles(files));
   const actions = messageActions(ctx, channelId, { onReply: () => composer.focus() });
   const list = new MessageList(listEl, actions, { inThread: true });
   listEl.tabIndex = 0;
   enableKeyboard(listEl, listEl);
+  let revealWanted = null; // the id of a reply opened from a search result
+
+  /** Highlights, scrolls to and focuses the wanted reply, once the replies are loaded. */
+  function showWanted() {
+    const el = revealWanted && model.threads.get(parentId)?.loaded ? list.mark(revealWanted) : null;
+    if (!el) return;
+    revealWanted = null;
+    el.scrollIntoView({ block: "center" });
+    el.focus({ preventScroll: true });
+  }
 
   function renderParent() {
     const parent = model.findMessage(channelId, parentId);
@@ -69,6 +82,7 @@ export function mountThread(pane, ctx, channelId, parentId, close) {
       renderParent();
       renderReplies();
       composer.focus();
+      showWanted();
     } else if (change.type === "message" && change.message.id === parentId) {
       renderParent();
     } else if (change.type === "message" && change.message.thread_id === parentId) {
@@ -84,7 +98,13 @@ export function mountThread(pane, ctx, channelId, parentId, close) {
 
   return {
     parentId,
+    reveal(message) {
+      revealWanted = message.id;
+      showWanted();
+    },
     unmount() {
+      stopDrops();
+      composer.dispose();
       unsubscribe();
       model.threads.delete(parentId);
     },

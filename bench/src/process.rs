@@ -15,6 +15,9 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 const START_POLL: Duration = Duration::from_millis(50);
 /// Lines of a server's log shown when it fails to start.
 const LOG_TAIL_LINES: usize = 20;
+/// `/proc/PID/stat` counts CPU time in USER_HZ ticks, which Linux fixes at 100 per second for
+/// user space whatever the kernel's own tick rate.
+const USER_HZ: f64 = 100.0;
 
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -29,6 +32,24 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read /proc/{pid}/status"))?;
     parse_vm_rss_kib(&status).context("no VmRSS line in /proc/PID/status")
+}
+
+/// The CPU time `pid` has used so far (user and system, all its threads), in seconds.
+pub fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    let ticks = parse_cpu_ticks(&stat).context("no utime and stime in /proc/PID/stat")?;
+    Ok(ticks as f64 / USER_HZ)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line. The command name (field 2) may
+/// hold spaces and parentheses, so fields are counted from the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(14 - 3);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 fn parse_vm_rss_kib(status: &str) -> Option<u64> {
@@ -97,6 +118,10 @@ impl ServerProcess {
         rss_kib(self.pid())
     }
 
+    pub fn cpu_secs(&self) -> anyhow::Result<f64> {
+        cpu_secs(self.pid())
+    }
+
     /// Fails if the server has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait().context("server status")? {
@@ -131,6 +156,14 @@ mod tests {
         assert_eq!(parse_vm_rss_kib(status), Some(1536));
         assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
         assert!(rss_kib(std::process::id()).expect("own RSS") > 0);
+    }
+
+    #[test]
+    fn reads_cpu_time() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0 5 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
+        assert!(cpu_secs(std::process::id()).expect("own CPU time") >= 0.0);
     }
 
     #[test]

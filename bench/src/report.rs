@@ -44,6 +44,11 @@ pub struct TargetReport {
     pub rss_kib_after: u64,
     /// (RSS with the connections open − RSS before) / connections.
     pub rss_kib_per_connection: f64,
+    /// CPU time the server used (all threads) from the first send to the end of the drain (idle:
+    /// over the hold). Less disturbed than throughput by other work on the machine.
+    pub server_cpu_secs: f64,
+    /// `server_cpu_secs` per message sent, in milliseconds; `null` when nothing was sent.
+    pub server_cpu_ms_per_message: Option<f64>,
 }
 
 impl TargetReport {
@@ -53,6 +58,7 @@ impl TargetReport {
         metrics: &Metrics,
         started_nanos: u64,
         connections_open_at_end: usize,
+        server_cpu_secs: f64,
         [rss_kib_before, rss_kib_connected, rss_kib_after]: [u64; 3],
     ) -> Self {
         let sent = metrics.sent.load(Ordering::Relaxed);
@@ -97,6 +103,8 @@ impl TargetReport {
             rss_kib_connected,
             rss_kib_after,
             rss_kib_per_connection: rss_kib_connected.saturating_sub(rss_kib_before) as f64 / plan.users as f64,
+            server_cpu_secs,
+            server_cpu_ms_per_message: (sent > 0).then(|| 1000.0 * server_cpu_secs / sent as f64),
         }
     }
 }
@@ -109,6 +117,7 @@ pub struct Ratios {
     pub latency_p99: Option<f64>,
     pub latency_p999: Option<f64>,
     pub rss_per_connection: Option<f64>,
+    pub server_cpu_per_message: Option<f64>,
 }
 
 impl Ratios {
@@ -120,18 +129,23 @@ impl Ratios {
             latency_p99: ratio(n.latency.p99_ms, d.latency.p99_ms),
             latency_p999: ratio(n.latency.p999_ms, d.latency.p999_ms),
             rss_per_connection: ratio(n.rss_kib_per_connection, d.rss_kib_per_connection),
+            server_cpu_per_message: match (n.server_cpu_ms_per_message, d.server_cpu_ms_per_message) {
+                (Some(n), Some(d)) => ratio(n, d),
+                _ => None,
+            },
         }
     }
 
     fn to_text(&self) -> String {
         let show = |r: Option<f64>| r.map_or("n/a".to_owned(), |r| format!("{r:.3}x"));
         format!(
-            "  deliveries/s {}   latency p50 {}   p99 {}   p99.9 {}   RSS per connection {}",
+            "  deliveries/s {}   latency p50 {}   p99 {}   p99.9 {}   RSS per connection {}   CPU per message {}",
             show(self.deliveries_per_sec),
             show(self.latency_p50),
             show(self.latency_p99),
             show(self.latency_p999),
             show(self.rss_per_connection),
+            show(self.server_cpu_per_message),
         )
     }
 }
@@ -244,6 +258,18 @@ fn write_target(out: &mut String, t: &TargetReport) {
                 "  accepted    p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms (send to 201, {} samples)",
                 a.p50_ms, a.p99_ms, a.p999_ms, a.max_ms, a.samples
             );
+        }
+    }
+    match t.server_cpu_ms_per_message {
+        Some(per_message) => {
+            let _ = writeln!(
+                out,
+                "  server CPU  {:.2} s (first send to end of drain), {per_message:.3} ms per message sent",
+                t.server_cpu_secs
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  server CPU  {:.2} s while the connections were held", t.server_cpu_secs);
         }
     }
     let errors = if t.errors.is_empty() {

@@ -152,6 +152,7 @@ async fn measure(
     tokio::time::sleep(SETTLE).await;
     process.check_alive()?;
     let rss_connected_kib = process.rss_kib()?;
+    let cpu_before_secs = process.cpu_secs()?;
     let started_nanos = metrics.clock.now_nanos();
     if plan.scenario == Scenario::Idle {
         tokio::time::sleep(plan.duration).await;
@@ -160,6 +161,7 @@ async fn measure(
         drain(plan, &metrics).await;
     }
     process.check_alive()?;
+    let server_cpu_secs = process.cpu_secs()? - cpu_before_secs;
     let rss_after_kib = process.rss_kib()?;
     let still_open = connections.iter().filter(|c| c.is_open()).count();
     metrics.stopping.store(true, Ordering::Relaxed);
@@ -170,6 +172,7 @@ async fn measure(
         &metrics,
         started_nanos,
         still_open,
+        server_cpu_secs,
         [rss_before_kib, rss_connected_kib, rss_after_kib],
     ))
 }

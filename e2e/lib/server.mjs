@@ -26,7 +26,8 @@ export async function startServer(binary) {
   const root = mkdtempSync(join(tmpdir(), "rampart-e2e-"));
   const port = await freePort();
   const config = join(root, "rampart.toml");
-  writeFileSync(config, `audit_dir = "${join(root, "audit")}"\n`);
+  // No clamd here: uploads are not scanned (the Rust tests cover the scanner with a real clamd).
+  writeFileSync(config, `audit_dir = "${join(root, "audit")}"\n\n[files]\nscanning = false\n`);
   const keyDir = join(root, "keys");
   const child = spawn(
     binary,

@@ -35,7 +35,7 @@ const PAGES: [(&str, &str); 2] = [
 ];
 
 /// Everything under `/assets/`: file name, content type, content.
-const ASSET_FILES: [(&str, &str, &str); 22] = [
+const ASSET_FILES: &[(&str, &str, &str)] = &[
     ("app.css", CSS, include_str!("../../../../web/app.css")),
     ("icon.svg", SVG, include_str!("../../../../web/icon.svg")),
     ("app.js", JS, include_str!("../../../../web/app.js")),
@@ -51,13 +51,17 @@ const ASSET_FILES: [(&str, &str, &str); 22] = [
     ("shell.js", JS, include_str!("../../../../web/shell.js")),
     ("sidebar.js", JS, include_str!("../../../../web/sidebar.js")),
     ("conversation.js", JS, include_str!("../../../../web/conversation.js")),
+    ("history.js", JS, include_str!("../../../../web/history.js")),
     ("message.js", JS, include_str!("../../../../web/message.js")),
     ("composer.js", JS, include_str!("../../../../web/composer.js")),
     ("thread.js", JS, include_str!("../../../../web/thread.js")),
     ("dialogs.js", JS, include_str!("../../../../web/dialogs.js")),
+    ("search.js", JS, include_str!("../../../../web/search.js")),
+    ("highlight.js", JS, include_str!("../../../../web/highlight.js")),
     ("account.js", JS, include_str!("../../../../web/account.js")),
     ("admin.js", JS, include_str!("../../../../web/admin.js")),
     ("admin-audit.js", JS, include_str!("../../../../web/admin-audit.js")),
+    ("files.js", JS, include_str!("../../../../web/files.js")),
 ];
 
 /// The CSP of the HTML pages: the API's, plus Trusted Types with no policy at all, so no string

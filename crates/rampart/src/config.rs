@@ -282,7 +282,8 @@ fn addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.parse().map_err(|_| bad(key, format!("`{text}` is not an address:port such as 127.0.0.1:8443")))
 }
 
-fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
+/// A numeric key: its value or the default, refused outside `min..=max` (naming the key).
+pub(crate) fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
     key: &str,
     value: Option<T>,
     default: T,

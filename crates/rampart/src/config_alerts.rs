@@ -8,7 +8,7 @@ use rampart_core::detect::DetectorPolicy;
 use rampart_core::limits;
 use serde::Deserialize;
 
-use crate::config::{bad, ConfigError};
+use crate::config::{bad, ranged, ConfigError};
 use crate::secrets::{EnvLookup, SecretRef, SecretValue};
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,20 +32,6 @@ pub struct WebhookConfig {
     pub secret: SecretValue,
     /// PEM CAs to trust for an https URL; the system's roots when absent.
     pub ca_file: Option<PathBuf>,
-}
-
-fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
-    key: &str,
-    value: Option<T>,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError> {
-    let value = value.unwrap_or(default);
-    if value < min || value > max {
-        return Err(bad(key, format!("must be between {min} and {max}")));
-    }
-    Ok(value)
 }
 
 /// Whether `url` may carry alerts: https anywhere, plain http only to this host.

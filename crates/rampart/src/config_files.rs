@@ -9,7 +9,7 @@ use rampart_core::files::{FileKind, TypePolicy, ALL_FILE_KINDS};
 use rampart_core::limits;
 use serde::Deserialize;
 
-use crate::config::{bad, ConfigError};
+use crate::config::{bad, ranged, ConfigError};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,20 +45,6 @@ pub struct FilesConfig {
     pub clamd: Option<ClamdAddress>,
     /// The longest an upload request may take.
     pub upload_timeout_ms: u64,
-}
-
-fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
-    key: &str,
-    value: Option<T>,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError> {
-    let value = value.unwrap_or(default);
-    if value < min || value > max {
-        return Err(bad(key, format!("must be between {min} and {max} (got {value})")));
-    }
-    Ok(value)
 }
 
 /// `unix:/path` or `tcp:host:port`.

@@ -160,25 +160,7 @@ impl SqliteStore {
             let id = ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?;
             let keys = self.search_keys(&id, super::keys::now()).await?;
             let mut conn = self.pool.acquire().await?;
-            let mut after_seq = 0i64;
-            loop {
-                let sql = format!(
-                    "SELECT m.rowid AS message_rowid, {} FROM messages m
-                     WHERE m.channel_id = ? AND m.seq > ? AND m.deleted = 0 ORDER BY m.seq LIMIT ?",
-                    super::channels::MESSAGE_COLUMNS
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(after_seq)
-                    .bind(REBUILD_BATCH_MAX)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                let Some(last) = rows.last() else {
-                    break;
-                };
-                after_seq = last.try_get("seq")?;
-                self.index_batch(&mut conn, &rows, &keys, true).await?;
-            }
+            self.index_channel_pass(&mut conn, &id, &keys, true).await?;
         }
         Ok(())
     }

@@ -102,8 +102,16 @@ pub const CONNECTIONS_PER_IP_MAX: u32 = 256;
 pub const CONNECTIONS_MAX: u32 = 50_000;
 /// Concurrent HTTP/2 streams on one connection.
 pub const HTTP2_STREAMS_PER_CONNECTION_MAX: u32 = 64;
-/// How long a stopping server waits for open requests before it closes them.
+/// How long a stopping (draining) server waits for open requests and WebSocket goodbyes before
+/// it closes what is left and exits.
 pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+/// The largest PROXY protocol v2 header from a trusted proxy (addresses and TLVs), and the most
+/// bytes of `X-Forwarded-For` values believed in one request.
+pub const PROXY_HEADER_BYTES_MAX: usize = 1_024;
+/// Most entries in `proxy.trusted`.
+pub const PROXY_TRUSTED_NETS_MAX: usize = 256;
+/// A node id (`node_id`): 1 to 63 characters of `[a-z0-9._-]`, starting with a letter or digit.
+pub const NODE_ID_CHARS_MAX: usize = 63;
 /// How often the TLS certificate and key files are checked for a change.
 pub const TLS_RELOAD_POLL_MS: u64 = 2_000;
 

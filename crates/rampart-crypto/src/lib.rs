@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod keyring;
 pub mod mac;
 pub mod password;
+pub mod scram;
 pub mod stream;
 pub mod token;
 

@@ -44,7 +44,7 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    fn fields(&self, seq: i64) -> RecordFields<'_> {
+    pub(crate) fn fields(&self, seq: i64) -> RecordFields<'_> {
         RecordFields {
             seq,
             at_ms: self.at.0,
@@ -170,11 +170,11 @@ impl SqliteAuditStore {
 
 const COLUMNS: &str = "seq, at, actor, action, target, ip, user_agent, outcome, details, hash";
 
-fn to_hash(bytes: &[u8]) -> StoreResult<ChainHash> {
+pub(crate) fn to_hash(bytes: &[u8]) -> StoreResult<ChainHash> {
     bytes.try_into().map_err(|_| StoreError::Corrupt("audit hash"))
 }
 
-fn outcome_from_text(text: &str) -> &'static str {
+pub(crate) fn outcome_from_text(text: &str) -> &'static str {
     match text {
         "success" => "success",
         "denied" => "denied",

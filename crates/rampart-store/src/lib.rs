@@ -1,8 +1,8 @@
 //! The only crate that knows SQL. `Store` is the storage seam: the app speaks only to this trait,
-//! `SqliteStore` is the embedded default, and `conformance` holds the one test suite every
-//! implementation must pass. Each method is one transaction, so an invariant that spans rows (an
-//! invitation used once, the last owner kept) is enforced here atomically, not by the caller's
-//! read-then-write.
+//! `SqliteStore` is the embedded default, `PgStore` the scale-out one, and `conformance` holds the
+//! one test suite every implementation must pass. Each method is one transaction, so an invariant
+//! that spans rows (an invitation used once, the last owner kept) is enforced here atomically, not
+//! by the caller's read-then-write.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -17,6 +17,8 @@ mod model;
 mod model_channels;
 mod model_files;
 mod model_keys;
+pub mod postgres;
+mod shared;
 pub mod sqlite;
 mod vault;
 
@@ -27,6 +29,7 @@ pub use model::*;
 pub use model_channels::*;
 pub use model_files::*;
 pub use model_keys::*;
+pub use postgres::{PgAuditStore, PgOptions, PgStore, PgTls};
 pub use sqlite::SqliteStore;
 pub use vault::{EpochPolicy, KeyConfig, ACTIVE_KEY_RECHECK_MS};
 
@@ -58,6 +61,9 @@ pub enum StoreError {
     Integrity(&'static str),
     #[error("search is turned off on this server")]
     SearchDisabled,
+    /// A database setting is not usable (the sentence never quotes a URL).
+    #[error("{0}")]
+    Settings(&'static str),
     /// Reading or writing a file blob failed (the cause is for the log; it may name a path).
     #[error("file storage failed")]
     Blob(#[from] std::io::Error),

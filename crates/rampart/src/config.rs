@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub audit_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub nats_url: Option<String>,
+    /// This node's name in logs and metrics; default: host name and listening port.
+    pub node_id: Option<String>,
     pub public_origin: Option<String>,
     #[serde(default)]
     pub tls: RawTls,
@@ -66,6 +68,10 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub files: crate::config_files::RawFiles,
+    #[serde(default)]
+    pub database: crate::config_database::RawDatabase,
+    #[serde(default)]
+    pub proxy: crate::config_cluster::RawProxy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +179,7 @@ pub struct RawLimits {
     pub tls_handshake_timeout_ms: Option<u64>,
     pub connections_per_ip_max: Option<u32>,
     pub connections_max: Option<u32>,
+    pub shutdown_drain_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +235,8 @@ pub struct EdgeLimits {
     pub tls_handshake_timeout_ms: u64,
     pub connections_per_ip_max: u32,
     pub connections_max: u32,
+    /// How long a stopping node drains open requests and WebSocket goodbyes before it exits.
+    pub shutdown_drain_ms: u64,
 }
 
 /// The validated configuration.
@@ -262,12 +271,17 @@ pub struct Config {
     pub webhook: Option<crate::config_alerts::WebhookConfig>,
     /// `None`: the embedded SQLite store in `data_dir`. Resolved from its reference at load; Debug
     /// prints `[redacted]`.
-    // Read by the store once PostgreSQL is built; the embedded store ignores it today.
+    // The store is opened from `database`, parsed from this URL; kept as resolved for tests.
     #[allow(dead_code)]
     pub database_url: Option<SecretValue>,
     /// Warnings found while loading (such as a secret read from the environment), for `serve` to log
     /// once logging has started. They never hold a secret.
     pub warnings: Vec<String>,
+    /// The store `database_url` names (SQLite when none), with the `[database]` settings.
+    pub database: crate::config_database::DatabaseConfig,
+    /// Trusted load balancers, and how they pass on the client's address.
+    pub proxy: crate::proxy::ProxyConfig,
+    pub node_id: crate::node::NodeId,
 }
 
 /// Reads `path` as TOML into a `RawConfig`.
@@ -318,6 +332,7 @@ impl RawConfig {
     /// up through `env`.
     fn validate_with_env(self, env: EnvLookup) -> Result<Config, ConfigError> {
         let (database_url, warnings) = stores(self.database_url.as_deref(), self.nats_url.as_deref(), env)?;
+        let (database, database_warnings) = self.database.validate(database_url.as_ref(), env)?;
         let listen = addr("listen", self.listen.as_deref().unwrap_or("127.0.0.1:8443"))?;
         let http_listen = self.http_listen.as_deref().map(|a| addr("http_listen", a)).transpose()?;
         let admin_listen = self.admin_listen.as_deref().map(|a| addr("admin_listen", a)).transpose()?;
@@ -388,6 +403,13 @@ impl RawConfig {
                 limits::CONNECTIONS_MAX,
                 1,
                 10_000_000,
+            )?,
+            shutdown_drain_ms: ranged(
+                "limits.shutdown_drain_ms",
+                l.shutdown_drain_ms,
+                limits::SHUTDOWN_DRAIN_MS,
+                100,
+                600_000,
             )?,
         };
         let mut app = app_config(self.sessions, self.login, self.password_hash)?;
@@ -501,9 +523,12 @@ impl RawConfig {
             )?,
         };
         let metrics = MetricsConfig { allow: metrics_allow(self.metrics.allow)? };
+        let proxy = self.proxy.validate()?;
+        let node_id = crate::config_cluster::node_id(self.node_id.as_deref(), listen)?;
         let (files, file_warnings) = self.files.validate()?;
         app.files = files.policy.clone();
         warnings.extend(file_warnings);
+        warnings.extend(database_warnings);
         Ok(Config {
             listen,
             http_listen,
@@ -528,6 +553,9 @@ impl RawConfig {
             webhook,
             database_url,
             warnings,
+            database,
+            proxy,
+            node_id,
         })
     }
 }
@@ -543,7 +571,7 @@ fn metrics_allow(list: Option<Vec<String>>) -> Result<Vec<ipnet::IpNet>, ConfigE
     list.iter().map(|text| parse_net(KEY, text)).collect()
 }
 
-fn parse_net(key: &str, text: &str) -> Result<ipnet::IpNet, ConfigError> {
+pub(crate) fn parse_net(key: &str, text: &str) -> Result<ipnet::IpNet, ConfigError> {
     let net = match text.parse::<ipnet::IpNet>() {
         Ok(net) => net,
         Err(_) => match text.parse::<std::net::IpAddr>() {
@@ -573,11 +601,10 @@ fn stores(
     let warnings = [&database_url, &nats_url].into_iter().flatten().filter_map(|r| r.warning.clone()).collect();
     let database_url = database_url.map(|resolved| resolved.value);
     if let Some(url) = &database_url {
-        if !url.expose_secret().starts_with("sqlite:") {
-            return Err(bad(
-                "database_url",
-                "only the embedded SQLite store is available in this build; PostgreSQL support is not built yet",
-            ));
+        let url = url.expose_secret();
+        let known = ["sqlite:", "postgres://", "postgresql://"].iter().any(|scheme| url.starts_with(scheme));
+        if !known {
+            return Err(bad("database_url", "must name SQLite (sqlite:) or PostgreSQL (postgres://, postgresql://)"));
         }
     }
     if nats_url.is_some() {
@@ -757,10 +784,9 @@ mod tests {
     fn a_database_url_file_reference_passes_the_secret_check() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = private_file(dir.path(), &format!("postgres://rampart:{PASSWORD}@db/rampart\n"));
-        let error = parse(&format!("database_url = \"file:{}\"", path.display())).expect_err("PostgreSQL");
-        assert_eq!(error.key, "database_url");
-        assert!(error.reason.contains("not built yet") && !error.reason.contains("must not be written"), "{error}");
-        assert!(!error.to_string().contains(PASSWORD));
+        let config = parse(&format!("database_url = \"file:{}\"", path.display())).expect("PostgreSQL");
+        assert!(matches!(config.database, crate::config_database::DatabaseConfig::Postgres(_)));
+        assert!(!format!("{config:?}").contains(PASSWORD));
 
         let url = format!("sqlite:/var/lib/rampart/{PASSWORD}.db");
         let path = private_file(dir.path(), &format!("{url}\n"));

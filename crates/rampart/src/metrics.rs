@@ -56,6 +56,8 @@ pub struct Sources {
     /// Open TCP connections of every listener (they share one limiter).
     pub connections: Arc<ConnectionLimiter>,
     pub tls: Arc<ReloadingResolver>,
+    /// This node's id (the `rampart_node_info` label) and whether it drains.
+    pub node: Arc<crate::node::NodeState>,
 }
 
 impl Metrics {
@@ -182,6 +184,13 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) ->
 impl Collector for Sources {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let e = &mut encoder;
+        // The node id is a validated token (`NodeId`), safe as a label value.
+        {
+            let mut info = e.encode_descriptor("rampart_node_info", "This node's id.", None, MetricType::Gauge)?;
+            ConstGauge::new(1i64).encode(info.encode_family(&[("node", self.node.id.as_str())])?)?;
+        }
+        let draining = i64::from(self.node.is_draining());
+        gauge(e, "rampart_node_draining", "1 while the node drains before it stops.", draining)?;
         let tcp = i64::from(self.connections.open_connections());
         gauge(e, "rampart_tcp_connections", "Open TCP connections, all listeners.", tcp)?;
         let ws = i64::try_from(self.hub.connections()).unwrap_or(i64::MAX);

@@ -1,6 +1,7 @@
-//! The listeners: accept TCP, cap connections per client IP and in all, finish the TLS handshake
-//! within a deadline, then serve HTTP/1.1 or HTTP/2 (by ALPN) with bounded heads and idle
-//! timeouts. On shutdown the listener stops accepting and open connections are drained, then cut.
+//! The listeners: accept TCP, read a trusted proxy's PROXY v2 header (`proxy.rs`), cap
+//! connections per client IP and in all, finish the TLS handshake within a deadline, then serve
+//! HTTP/1.1 or HTTP/2 (by ALPN) with bounded heads and idle timeouts. On shutdown the listener
+//! stops accepting and open connections are drained, then cut.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -22,6 +23,7 @@ use tower::ServiceExt;
 
 use crate::config::EdgeLimits;
 use crate::prefixed::Prefixed;
+use crate::proxy::{ConnectionClient, ProxyConfig};
 
 /// Counts open connections per client IP and in all.
 #[derive(Debug)]
@@ -41,7 +43,8 @@ struct OpenConnections {
 #[derive(Debug)]
 pub struct ConnectionSlot {
     limiter: Arc<ConnectionLimiter>,
-    ip: IpAddr,
+    /// `None`: a trusted proxy's connection, counted in the total only.
+    ip: Option<IpAddr>,
 }
 
 impl ConnectionLimiter {
@@ -58,7 +61,18 @@ impl ConnectionLimiter {
         }
         open.per_ip.insert(ip, mine + 1);
         open.total += 1;
-        Some(ConnectionSlot { limiter: Arc::clone(self), ip })
+        Some(ConnectionSlot { limiter: Arc::clone(self), ip: Some(ip) })
+    }
+
+    /// A place for a connection from a trusted proxy, which carries many clients: it counts in the
+    /// total only. `None` when the total cap is reached.
+    pub fn try_acquire_for_proxy(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let mut open = self.open.lock().ok()?;
+        if open.total >= self.total_max {
+            return None;
+        }
+        open.total += 1;
+        Some(ConnectionSlot { limiter: Arc::clone(self), ip: None })
     }
 
     pub fn open_connections(&self) -> u32 {
@@ -70,10 +84,11 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         if let Ok(mut open) = self.limiter.open.lock() {
             open.total = open.total.saturating_sub(1);
-            if let Some(count) = open.per_ip.get_mut(&self.ip) {
+            let Some(ip) = self.ip else { return };
+            if let Some(count) = open.per_ip.get_mut(&ip) {
                 *count -= 1;
                 if *count == 0 {
-                    open.per_ip.remove(&self.ip);
+                    open.per_ip.remove(&ip);
                 }
             }
         }
@@ -85,8 +100,23 @@ const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 /// HTTP/2 keep-alive pings find dead peers.
 const HTTP2_PING_INTERVAL_MS: u64 = 20_000;
 
-fn http_builder(limits: &EdgeLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// Runs the tasks hyper spawns (HTTP/2 streams) on tokio inside the span of the connection that
+/// spawns them, so their log lines keep its fields (the node id).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpanExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpanExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(tracing::Instrument::in_current_span(future));
+    }
+}
+
+fn http_builder(limits: &EdgeLimits) -> auto::Builder<SpanExecutor> {
+    let mut builder = auto::Builder::new(SpanExecutor);
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -114,11 +144,14 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
     pub limits: EdgeLimits,
     pub connections: Arc<ConnectionLimiter>,
+    /// Trusted proxies (the public listener only): whose PROXY v2 header is read, and whose
+    /// connections count in the total cap only.
+    pub proxy: Option<Arc<ProxyConfig>>,
 }
 
 impl Listener {
     /// Accepts until `shutdown` turns true, then drains open connections for at most
-    /// `SHUTDOWN_DRAIN_MS`.
+    /// `limits.shutdown_drain_ms`.
     pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
         let graceful = GracefulShutdown::new();
         let builder = Arc::new(http_builder(&self.limits));
@@ -135,7 +168,12 @@ impl Listener {
                     continue;
                 }
             };
-            let Some(slot) = self.connections.try_acquire(peer.ip()) else {
+            let proxy = self.proxy.as_ref().filter(|proxy| proxy.trusts(peer.ip())).map(Arc::clone);
+            let slot = match proxy {
+                Some(_) => self.connections.try_acquire_for_proxy(),
+                None => self.connections.try_acquire(peer.ip()),
+            };
+            let Some(slot) = slot else {
                 let open = self.connections.open_connections();
                 tracing::debug!(ip = %peer.ip(), open, "connection refused: connection cap reached");
                 continue;
@@ -144,13 +182,22 @@ impl Listener {
             let watcher = graceful.watcher();
             let this = self.clone();
             let builder = Arc::clone(&builder);
-            tokio::spawn(async move {
+            let task = async move {
+                let mut tcp = tcp;
+                let (client, slot) = match proxy.filter(|proxy| proxy.expects_proxy_header(peer.ip())) {
+                    Some(proxy) => match this.read_proxy_header(&mut tcp, peer, &proxy, slot).await {
+                        Some(pair) => pair,
+                        None => return,
+                    },
+                    None => (peer.ip(), slot),
+                };
                 // Every request carries the connection's place, so a connection that upgrades to a
                 // WebSocket keeps counting against the caps after hyper lets go of it.
                 let slot = Arc::new(slot);
                 let service =
                     this.router.clone().map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
                         request.extensions_mut().insert(ConnectInfo(peer));
+                        request.extensions_mut().insert(ConnectionClient(client));
                         request.extensions_mut().insert(Arc::clone(&slot));
                         request
                     });
@@ -162,11 +209,11 @@ impl Listener {
                         let stream = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => stream,
                             Ok(Err(error)) => {
-                                tracing::debug!(%error, ip = %peer.ip(), "TLS handshake failed");
+                                tracing::debug!(%error, ip = %client, "TLS handshake failed");
                                 return;
                             }
                             Err(_) => {
-                                tracing::debug!(ip = %peer.ip(), "TLS handshake timed out");
+                                tracing::debug!(ip = %client, "TLS handshake timed out");
                                 return;
                             }
                         };
@@ -194,12 +241,47 @@ impl Listener {
                 if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");
                 }
-            });
+            };
+            // Log lines of the connection keep the listener's span (the node id).
+            tokio::spawn(tracing::Instrument::in_current_span(task));
         }
         drop(listener);
-        let drain = Duration::from_millis(limits::SHUTDOWN_DRAIN_MS);
+        let drain = Duration::from_millis(self.limits.shutdown_drain_ms);
         if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
             tracing::warn!("connections still open after the drain time; closing them");
+        }
+    }
+}
+
+impl Listener {
+    /// Reads the PROXY v2 header a trusted proxy must send first, and moves the connection's place
+    /// under the caps from the proxy to the client it names. `None`: the connection is closed (a
+    /// missing or malformed header, logged with the reason; or the client's cap is reached).
+    async fn read_proxy_header(
+        &self,
+        tcp: &mut tokio::net::TcpStream,
+        peer: SocketAddr,
+        proxy: &ProxyConfig,
+        proxy_slot: ConnectionSlot,
+    ) -> Option<(IpAddr, ConnectionSlot)> {
+        let deadline = Duration::from_millis(self.limits.tls_handshake_timeout_ms);
+        match crate::proxy::read_proxy_v2(tcp, deadline, proxy.header_bytes_max).await {
+            Ok(Some(source)) => {
+                let client = source.ip().to_canonical();
+                let Some(slot) = self.connections.try_acquire(client) else {
+                    let open = self.connections.open_connections();
+                    tracing::debug!(ip = %client, open, "connection refused: connection cap reached");
+                    return None;
+                };
+                drop(proxy_slot);
+                Some((client, slot))
+            }
+            // LOCAL (the proxy's own health check) or no IP addresses: the proxy is the client.
+            Ok(None) => Some((peer.ip(), proxy_slot)),
+            Err(error) => {
+                tracing::warn!(proxy = %peer.ip(), %error, "closing a trusted proxy's connection: no valid PROXY protocol v2 header");
+                None
+            }
         }
     }
 }

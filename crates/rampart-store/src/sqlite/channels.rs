@@ -11,9 +11,11 @@ use rampart_core::validate::{ChannelName, ClientId, MessageBody, Topic};
 use rampart_core::{limits, ChannelId, MessageId, Timestamp, UserId};
 
 use super::keys::KeyMap;
-use super::search::{delete_index, index_rows, insert_index, message_rowid};
+use super::search::{delete_index, insert_index, message_rowid};
 use super::SqliteStore;
 use crate::model_channels::*;
+use crate::shared::index_rows;
+use crate::shared::{open_sealed_body, parse_id};
 use crate::vault::Vault;
 use crate::{ChannelStore, StoreError, StoreResult};
 
@@ -21,10 +23,6 @@ const CHANNEL_COLUMNS: &str = "c.id, c.kind, c.name, c.topic, c.created_by, c.cr
 pub(crate) const MESSAGE_COLUMNS: &str =
     "m.id, m.channel_id, m.seq, m.sender_id, m.body, m.key_epoch, m.legacy_body, m.thread_id, \
      m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count";
-
-fn parse_id<T>(text: Option<String>, parse: fn(&str) -> Option<T>, what: &'static str) -> StoreResult<Option<T>> {
-    text.map(|t| parse(&t).ok_or(StoreError::Corrupt(what))).transpose()
-}
 
 fn channel_from_row(row: &SqliteRow) -> StoreResult<ChannelRecord> {
     let id: String = row.try_get("id")?;
@@ -59,15 +57,7 @@ fn open_row_body(
     let sealed: Option<Vec<u8>> = row.try_get("body")?;
     let epoch: Option<i64> = row.try_get("key_epoch")?;
     match (sealed, epoch) {
-        (Some(sealed), Some(epoch)) => {
-            let body =
-                keys.get(&(channel.clone(), epoch)).and_then(|key| Vault::open_body(key, channel, id, epoch, &sealed));
-            if body.is_none() {
-                tracing::error!(message_id = %id.as_str(), "a stored message failed its integrity check; its body is withheld");
-            }
-            let unreadable = body.is_none();
-            Ok((body, unreadable))
-        }
+        (Some(sealed), Some(epoch)) => Ok(open_sealed_body(keys, channel, id, epoch, &sealed)),
         _ => Ok((row.try_get::<Option<String>, _>("legacy_body")?.map(MessageBody::from_stored), false)),
     }
 }

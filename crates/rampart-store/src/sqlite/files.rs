@@ -8,40 +8,17 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use rampart_core::files::{FileKind, FileName};
+use rampart_core::files::FileKind;
 use rampart_core::{ChannelId, FileId, MessageId, Timestamp, UserId};
-use rampart_crypto::{Aad, DataKey};
 
 use super::keys::KeyMap;
 use super::SqliteStore;
 use crate::blobs::{BlobReader, BlobWriter, FinishedBlob};
+use crate::shared::{open_file_digest as open_digest, open_file_name as open_name, seal_file_meta};
 use crate::{FileRecord, FileRef, FileStore, InsertFileOutcome, NewFile, StoreError, StoreResult};
 
 const FILE_COLUMNS: &str =
     "f.id, f.channel_id, f.uploader_id, f.message_id, f.name, f.sha256, f.content_type, f.size, f.key_epoch, f.created_at";
-
-/// The binding of a file's sealed name (and, with another purpose, of its digest).
-fn meta_aad(purpose: &str, channel: &ChannelId, file: &FileId, epoch: i64) -> Aad {
-    Aad::new(purpose, &[channel.as_str().as_bytes(), file.as_str().as_bytes(), &epoch.to_be_bytes()])
-}
-const NAME_PURPOSE: &str = "rampart file name v1";
-const DIGEST_PURPOSE: &str = "rampart file sha256 v1";
-
-fn open_name(key: Option<&DataKey>, channel: &ChannelId, file: &FileId, epoch: i64, sealed: &[u8]) -> Option<FileName> {
-    let plain = key?.open(&meta_aad(NAME_PURPOSE, channel, file, epoch), sealed).ok()?;
-    Some(FileName::from_stored(String::from_utf8(plain.to_vec()).ok()?))
-}
-
-fn open_digest(
-    key: Option<&DataKey>,
-    channel: &ChannelId,
-    file: &FileId,
-    epoch: i64,
-    sealed: &[u8],
-) -> Option<[u8; 32]> {
-    let plain = key?.open(&meta_aad(DIGEST_PURPOSE, channel, file, epoch), sealed).ok()?;
-    plain.as_slice().try_into().ok()
-}
 
 fn kind_of(row: &SqliteRow) -> StoreResult<FileKind> {
     let text: String = row.try_get("content_type")?;
@@ -185,9 +162,7 @@ impl FileStore for SqliteStore {
             return Err(StoreError::Corrupt("a blob recorded for another file"));
         }
         let (epoch, size) = (blob.key_epoch(), blob.size());
-        let name =
-            blob.key().seal(&meta_aad(NAME_PURPOSE, &file.channel_id, &file.id, epoch), file.name.as_str().as_bytes());
-        let digest = blob.key().seal(&meta_aad(DIGEST_PURPOSE, &file.channel_id, &file.id, epoch), &blob.sha256());
+        let (name, digest) = seal_file_meta(&blob, file);
         let size_i64 = i64::try_from(size).map_err(|_| StoreError::Corrupt("file size"))?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let used: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = ?")

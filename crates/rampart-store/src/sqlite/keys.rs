@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::{Row, SqliteConnection};
 
 use rampart_core::{ChannelId, MessageId, Timestamp};
-use rampart_crypto::{DataKey, Keyring};
+use rampart_crypto::Keyring;
 
 use super::SqliteStore;
 use crate::vault::{ActiveKey, DataKeyRow, Vault};
@@ -21,8 +21,7 @@ const ACTIVE_KEY_ATTEMPTS_MAX: usize = 4;
 /// Bodies sealed per transaction when sealing old clear-text rows at start.
 const LEGACY_SEAL_BATCH_MAX: i64 = 500;
 
-/// Unwrapped data keys by (channel, epoch), for opening the rows of one read.
-pub(crate) type KeyMap = HashMap<(ChannelId, i64), Arc<DataKey>>;
+pub(crate) use crate::shared::{now, KeyMap};
 
 fn data_key_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<DataKeyRow> {
     let channel: String = row.try_get("channel_id")?;
@@ -51,11 +50,6 @@ async fn active_kek_version(conn: &mut SqliteConnection) -> StoreResult<u32> {
         .await?;
     let version = version.ok_or(StoreError::Corrupt("no active KEK version"))?;
     u32::try_from(version).map_err(|_| StoreError::Corrupt("KEK version"))
-}
-
-pub(crate) fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 impl SqliteStore {

@@ -7,14 +7,12 @@ mod files;
 mod keys;
 mod search;
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
@@ -23,6 +21,7 @@ use rampart_core::validate::{DirectoryQuery, DisplayName, Username};
 use rampart_core::{Role, SessionId, Timestamp, UserId};
 
 use crate::model::*;
+use crate::shared::{like_literal, migrator};
 use crate::vault::{KeyConfig, Vault};
 use crate::{Store, StoreError, StoreResult, ThrottleStep};
 
@@ -48,17 +47,6 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "files", include_str!("../../migrations/sqlite/0006_files.sql")),
     (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
 ];
-
-/// The versioned migrations, embedded in the binary, run by sqlx's migrator.
-pub(crate) fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
-    let migrations: Vec<Migration> = list
-        .iter()
-        .map(|(version, name, sql)| {
-            Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, Cow::Borrowed(*sql), false)
-        })
-        .collect();
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
-}
 
 /// How every connection to a SQLite file is set up: WAL mode, foreign keys on.
 fn connect_options(path: &Path) -> StoreResult<SqliteConnectOptions> {
@@ -204,18 +192,6 @@ fn throttle_from_row(row: &SqliteRow) -> StoreResult<ThrottleState> {
         last_failure_at: Timestamp(row.try_get("last_failure_at")?),
         blocked_until: Timestamp(row.try_get("blocked_until")?),
     })
-}
-
-/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
-fn like_literal(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len() + 2);
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 /// A user's role text and disabled flag, read inside the caller's transaction.
@@ -563,15 +539,5 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_literal_escapes_wildcards() {
-        assert_eq!(like_literal("a%b_c\\d"), "a\\%b\\_c\\\\d");
     }
 }

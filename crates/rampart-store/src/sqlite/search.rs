@@ -6,11 +6,12 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use rampart_core::search::{index_terms, SearchQuery, TokenKind};
+use rampart_core::search::{SearchQuery, TokenKind};
 use rampart_core::{ChannelId, MessageId, Timestamp, UserId};
 use rampart_crypto::blind::{token, SearchKey, TOKEN_BYTES};
 
 use super::SqliteStore;
+use crate::shared::index_rows;
 use crate::vault::{search_key_aad, SearchKeys};
 use crate::{SearchCursor, SearchPage, StoreError, StoreResult};
 
@@ -22,18 +23,6 @@ const POSTINGS_ESTIMATE_CAP: i64 = 10_000;
 const SEARCH_BATCHES_MAX: usize = 8;
 /// Messages indexed per transaction by `rebuild`.
 const REBUILD_BATCH_MAX: i64 = 500;
-
-/// The tokens of one message's text under each of the channel's search keys.
-pub(crate) fn index_rows(keys: &SearchKeys, text: &str) -> Vec<[u8; TOKEN_BYTES]> {
-    let terms = index_terms(text);
-    let mut rows = Vec::with_capacity(terms.len() * keys.len());
-    for (_, _, key) in keys {
-        for (kind, term) in &terms {
-            rows.push(token(key, kind.label(), term));
-        }
-    }
-    rows
-}
 
 /// Adds a message's postings.
 pub(crate) async fn insert_index(

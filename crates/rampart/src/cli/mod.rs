@@ -2,6 +2,7 @@
 //! overrides defaults.
 
 mod audit;
+mod db;
 mod invite;
 mod keys;
 mod search;
@@ -32,6 +33,37 @@ pub enum Command {
     Audit(AuditArgs),
     /// The message search index.
     Search(SearchArgs),
+    /// PostgreSQL: the schema and its least-privilege roles.
+    Db(DbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create (idempotently) the schema, its migrator, app and auditor roles and their grants, and
+    /// migrate it. New roles' passwords are printed once (or written to --password-dir).
+    Provision {
+        /// A superuser's URL; a reference (file:/path, credential:NAME, env:VAR) when it holds a password.
+        #[arg(long, value_name = "URL")]
+        admin_url: String,
+        /// The schema; the roles are <schema>_migrator, <schema>_app and <schema>_auditor.
+        #[arg(long, default_value = rampart_store::postgres::SCHEMA_DEFAULT)]
+        schema: String,
+        /// TLS to the server: disable, prefer, require, verify-ca or verify-full.
+        #[arg(long, value_name = "MODE")]
+        tls: Option<String>,
+        /// The CA the server's certificate must chain to (PEM); implies --tls verify-full.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Write each new role's password to DIR/<role>.password (0600) instead of printing it.
+        #[arg(long, value_name = "DIR")]
+        password_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +238,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(&args.deployment, |_| {})?;
             audit::run(config, args.command).await
         }
+        Command::Db(args) => match args.command {
+            DbCommand::Provision { admin_url, schema, tls, ca_file, password_dir } => {
+                db::run(db::ProvisionRequest { admin_url, schema, tls, ca_file, password_dir }).await
+            }
+        },
         Command::Keys(args) => {
             let config = load(&args.deployment, |_| {})?;
             keys::run(config, args.command).await

@@ -1,5 +1,7 @@
 //! `rampart serve`: open the deployment, set up TLS, bind the listeners, issue the first owner's
-//! enrollment link if the server has no account, then serve until SIGTERM or Ctrl-C.
+//! enrollment link if the server has no account, then serve until SIGTERM or Ctrl-C, and drain:
+//! unready at once, no new connections, WebSocket clients told to reconnect, open requests
+//! finished, exit within `limits.shutdown_drain_ms`.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use crate::config::{Config, LogFormat};
 use crate::gateway::hub::Hub;
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, Sources};
+use crate::node::NodeState;
 use crate::server::{bind, ConnectionLimiter, Listener};
 use crate::{fsutil, gateway, tls};
 
@@ -55,21 +58,19 @@ pub async fn open_app(config: &Config, sink: Arc<dyn rampart_app::EventSink>) ->
             days_max: config.encryption.epoch_days_max,
         },
     };
-    let mut store = rampart_store::SqliteStore::open(&config.data_dir.join("rampart.db"), &keys)
-        .await
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    if !config.search_enabled {
-        store = store.without_search_index().await.context("cannot turn the search index off")?;
-    }
-    store.spawn_checkpointer();
-    let audit = rampart_store::SqliteAuditStore::open(&config.audit_dir.join("audit.db"))
-        .await
-        .with_context(|| format!("cannot open the audit log in {}", config.audit_dir.display()))?;
+    let stores = crate::storage::open(config, &keys).await?;
     let signer =
         rampart_crypto::AuditSigner::load_or_create(&config.key_dir).context("cannot load the audit signing key")?;
-    let app = rampart_app::App::new(Arc::new(store), Arc::new(audit), signer, config.app.clone(), sink)
+    let app = rampart_app::App::new(stores.backend, stores.audit, signer, config.app.clone(), sink)
         .map_err(|e| anyhow::anyhow!("cannot start the application: {e}"))?;
     app.load_audit_state().await.map_err(|e| anyhow::anyhow!("cannot read the audit log: {e}"))?;
+    // A start on an over-privileged database role is on the record, or it does not happen.
+    for problem in &stores.overridden {
+        let details = serde_json::json!({ "problem": problem.to_string() });
+        app.audit("system", crate::storage::PRIVILEGE_OVERRIDE_ACTION, None, None, Outcome::Success, details)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
+    }
     Ok(app)
 }
 
@@ -134,6 +135,13 @@ async fn write_owner_enrollment(config: &Config, app: &rampart_app::App, origin:
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config, true);
+    // Every line the serve task, its listeners, connections and requests log carries the node id.
+    let span = tracing::info_span!("node", node = %config.node_id);
+    tracing::Instrument::instrument(serve(config), span).await
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let node = NodeState::new(config.node_id.clone());
     let hub = Hub::new(config.ws.queue_len_max);
     let app = open_app(&config, hub.clone()).await?;
     gateway::spawn_session_listener(&app, hub.clone());
@@ -145,8 +153,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let public_origin = config.public_origin.clone().unwrap_or_else(|| format!("https://localhost:{}", bound.port()));
     let state_hub = hub.clone();
     let connections = ConnectionLimiter::new(config.limits.connections_per_ip_max, config.limits.connections_max);
-    let sources =
-        Sources { app: app.clone(), hub: hub.clone(), connections: connections.clone(), tls: Arc::clone(&resolver) };
+    let sources = Sources {
+        app: app.clone(),
+        hub: hub.clone(),
+        connections: connections.clone(),
+        tls: Arc::clone(&resolver),
+        node: Arc::clone(&node),
+    };
+    let proxy = Arc::new(config.proxy.clone());
     let metrics = Arc::new(Metrics::new(config.metrics.allow.clone(), Some(sources)));
     let state = AppState {
         app: app.clone(),
@@ -159,8 +173,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             bytes_max: config.app.files.bytes_max,
             timeout_ms: config.files.upload_timeout_ms,
         },
+        proxy: Arc::clone(&proxy),
+        node: Arc::clone(&node),
     };
+    // The public listeners stop first, at the start of the drain; the admin listener (readiness
+    // for the load balancer, metrics) and the rest once it is over.
+    let (public_shutdown_tx, public_shutdown_rx) = watch::channel(false);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut public_tasks = tokio::task::JoinSet::new();
     let mut tasks = tokio::task::JoinSet::new();
 
     let https = Listener {
@@ -168,8 +188,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tls: Some(acceptor.clone()),
         limits: config.limits,
         connections: connections.clone(),
+        proxy: (!proxy.trusted.is_empty()).then(|| Arc::clone(&proxy)),
     };
-    tasks.spawn(https.run(main_listener, shutdown_rx.clone()));
+    public_tasks.spawn(tracing::Instrument::in_current_span(https.run(main_listener, public_shutdown_rx.clone())));
     if let Some(addr) = config.http_listen {
         let listener = bind(addr, "HTTP redirect").await?;
         tracing::info!(url = %format!("http://{}", listener.local_addr()?), "redirecting plain HTTP to {public_origin}");
@@ -178,8 +199,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tls: None,
             limits: config.limits,
             connections: connections.clone(),
+            proxy: None,
         };
-        tasks.spawn(redirect.run(listener, shutdown_rx.clone()));
+        public_tasks.spawn(tracing::Instrument::in_current_span(redirect.run(listener, public_shutdown_rx.clone())));
     }
     if let Some(addr) = config.admin_listen {
         let listener = bind(addr, "admin").await?;
@@ -189,8 +211,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tls: Some(acceptor),
             limits: config.limits,
             connections,
+            proxy: None,
         };
-        tasks.spawn(admin.run(listener, shutdown_rx.clone()));
+        tasks.spawn(tracing::Instrument::in_current_span(admin.run(listener, shutdown_rx.clone())));
     }
 
     let audit_app = app.clone();
@@ -216,7 +239,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(target) = config.audit_forward.clone() {
         tracing::info!(target = %target.url, "forwarding audit records to a collector");
         // Joined with the listeners at stop; it returns as soon as the stop is signalled.
-        tasks.spawn(crate::forward::Forwarder::new(app.clone(), target)?.run(shutdown_rx.clone()));
+        let forwarder = crate::forward::Forwarder::new(app.clone(), target)?.run(shutdown_rx.clone());
+        tasks.spawn(tracing::Instrument::in_current_span(forwarder));
     }
     write_owner_enrollment(&config, &app, &public_origin).await?;
     app.audit(
@@ -229,16 +253,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
-    tracing::info!(url = %format!("https://{bound}"), public_origin = %public_origin, "rampart is listening on https://{bound}");
+    tracing::info!(url = %format!("https://{bound}"), public_origin = %public_origin, node = %node.id, "rampart is listening on https://{bound}");
     if !tracing::enabled!(tracing::Level::INFO) {
         // Scripts and operators wait for this line; it is printed even when info logs are off.
         println!("rampart is listening on https://{bound}");
     }
 
     wait_for_shutdown_signal().await;
-    tracing::info!(live_connections = state_hub.connections(), "shutting down: no new connections; draining open ones");
+    let drain = Duration::from_millis(config.limits.shutdown_drain_ms);
+    drain_node(&node, &state_hub, drain, public_shutdown_tx, public_tasks).await;
     let _ = shutdown_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    // The admin listener and the forwarder stop at once; nothing is waited for past this bound.
+    if tokio::time::timeout(Duration::from_millis(FINAL_STOP_MS), async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
     app.audit("system", "server.stop", None, None, Outcome::Success, serde_json::json!({}))
         .await
         .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
@@ -246,6 +277,44 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     app.audit_checkpoint().await.map_err(|e| anyhow::anyhow!("cannot sign the audit log: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The longest the admin listener and the forwarder may take to stop once the drain is over.
+const FINAL_STOP_MS: u64 = 2_000;
+/// How often a draining node looks whether its WebSocket clients have all been seen off.
+const DRAIN_POLL_MS: u64 = 50;
+
+/// SIGTERM: `/readyz` answers 503 at once, the public listeners stop accepting, every WebSocket
+/// client is sent `reconnect` and closed, and open requests finish — all within `drain`, after
+/// which what is left is cut.
+async fn drain_node(
+    node: &NodeState,
+    hub: &Hub,
+    drain: Duration,
+    public_shutdown: watch::Sender<bool>,
+    mut public_tasks: tokio::task::JoinSet<()>,
+) {
+    let deadline = tokio::time::Instant::now() + drain;
+    node.start_draining();
+    let _ = public_shutdown.send(true);
+    hub.drain();
+    tracing::info!(
+        websocket_connections = hub.connections(),
+        drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+        "draining: unready, no new connections, WebSocket clients told to reconnect"
+    );
+    // Each listener bounds its own drain by the same time; the sockets' goodbyes are waited for too.
+    let listeners = async { while public_tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout_at(deadline, listeners).await.is_err() {
+        public_tasks.abort_all();
+    }
+    while hub.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+    }
+    let left = hub.open_sockets();
+    if left > 0 {
+        tracing::warn!(left, "WebSocket connections still open after the drain time; closing them");
+    }
 }
 
 /// Signs the audit chain's head every `interval` when records were added since the last signature.

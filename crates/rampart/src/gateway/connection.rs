@@ -40,6 +40,14 @@ const OUTBOUND_BATCH_MAX: usize = 64;
 /// WebSocket close code for a policy violation, and for "try again later".
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TRY_AGAIN: u16 = 1013;
+/// WebSocket close code "service restart": the node is going away; reconnect (elsewhere).
+const CLOSE_SERVICE_RESTART: u16 = 1012;
+
+/// The frame that tells a client its node is draining: reconnect (the load balancer sends it to
+/// another node) and resume from its cursors.
+fn reconnect_frame() -> Message {
+    Message::Text(json!({ "type": "reconnect", "reason": "node_draining" }).to_string().into())
+}
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -237,6 +245,11 @@ impl Live {
         if control.recheck.swap(false, Ordering::AcqRel) && !self.ctx.app.session_is_live(&self.token).await {
             let farewell = vec![error_frame("unauthenticated", "Your session has ended.")];
             return Some(Exit::Close { code: CLOSE_POLICY, reason: "session ended", farewell });
+        }
+        if control.draining.swap(false, Ordering::AcqRel) {
+            // What is queued is dropped: the client resumes from its cursors on its next node.
+            let farewell = vec![reconnect_frame()];
+            return Some(Exit::Close { code: CLOSE_SERVICE_RESTART, reason: "node draining", farewell });
         }
         if control.lagged.swap(false, Ordering::AcqRel) {
             // Too slow to keep up: drop what is queued (memory stays bounded), tell the client

@@ -43,6 +43,8 @@ pub struct Control {
     pub lagged: AtomicBool,
     pub revoked: AtomicBool,
     pub recheck: AtomicBool,
+    /// The node is draining: the connection says `reconnect` and closes.
+    pub draining: AtomicBool,
     pub notify: Notify,
 }
 
@@ -107,6 +109,22 @@ pub struct Hub {
     /// Frames not queued because a connection's queue was full (each lagging connection is then
     /// told to resync), for the metrics endpoint.
     queue_drops: AtomicU64,
+    /// Set once when the node drains: every connection, and any registered after, is told to
+    /// reconnect elsewhere.
+    draining: AtomicBool,
+    /// Upgraded sockets whose task still runs (registered or not, farewell frames included): a
+    /// draining node waits for this to reach zero before it exits.
+    sockets: Arc<AtomicU64>,
+}
+
+/// Counts one upgraded socket in `Hub::open_sockets` while it lives.
+#[derive(Debug)]
+pub struct SocketGuard(Arc<AtomicU64>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Hub {
@@ -116,6 +134,8 @@ impl Hub {
             next_id: AtomicU64::new(1),
             queue_len,
             queue_drops: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            sockets: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -135,6 +155,10 @@ impl Hub {
         if let Ok(mut state) = self.state.write() {
             state.conns.insert(id, entry);
             state.by_user.entry(user.clone()).or_default().push(id);
+            // Checked under the lock `drain` takes, so no connection misses the notice.
+            if self.draining.load(Ordering::Acquire) {
+                control.raise(&control.draining);
+            }
         }
         Registration { id, rx, control }
     }
@@ -164,6 +188,17 @@ impl Hub {
                 state.by_user.remove(&entry.user);
             }
         }
+    }
+
+    /// Counts an upgraded socket until the guard is dropped, at the very end of its task.
+    pub fn socket_opened(&self) -> SocketGuard {
+        self.sockets.fetch_add(1, Ordering::AcqRel);
+        SocketGuard(Arc::clone(&self.sockets))
+    }
+
+    /// Upgraded sockets whose task has not ended.
+    pub fn open_sockets(&self) -> u64 {
+        self.sockets.load(Ordering::Acquire)
     }
 
     /// Open connections.
@@ -222,6 +257,17 @@ impl Hub {
         }
     }
 
+    /// The node drains: every connection, now and from now on, tells its client to reconnect
+    /// (to another node) and closes.
+    pub fn drain(&self) {
+        if let Ok(state) = self.state.write() {
+            self.draining.store(true, Ordering::Release);
+            for entry in state.conns.values() {
+                entry.control.raise(&entry.control.draining);
+            }
+        }
+    }
+
     /// Every connection checks its session again (after missed notifications).
     pub fn recheck_all(&self) {
         if let Ok(state) = self.state.read() {
@@ -263,5 +309,39 @@ impl EventSink for Hub {
         if live.kind == EventKind::MemberLeft {
             self.membership_change(&live, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u8) -> (UserId, SessionId) {
+        (UserId::parse(&format!("user-{n}")).expect("id"), SessionId::parse(&format!("session-{n}")).expect("id"))
+    }
+
+    #[test]
+    fn drain_reaches_every_connection_and_those_registered_after() {
+        let hub = Hub::new(4);
+        let (user, session) = ids(1);
+        let before = hub.register(&user, &session);
+        assert!(!before.control.draining.load(Ordering::Acquire));
+        hub.drain();
+        assert!(before.control.draining.load(Ordering::Acquire), "an open connection is told");
+        let (user, session) = ids(2);
+        let after = hub.register(&user, &session);
+        assert!(after.control.draining.load(Ordering::Acquire), "a connection registered during the drain is told");
+    }
+
+    #[test]
+    fn open_sockets_are_counted_until_their_guard_drops() {
+        let hub = Hub::new(4);
+        let first = hub.socket_opened();
+        let second = hub.socket_opened();
+        assert_eq!(hub.open_sockets(), 2);
+        drop(first);
+        assert_eq!(hub.open_sockets(), 1);
+        drop(second);
+        assert_eq!(hub.open_sockets(), 0);
     }
 }

@@ -41,6 +41,9 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
     if !origin_is_allowed(&parts, &state, false) {
         return ApiError::of(ErrorCode::CrossOriginRequest).into_response();
     }
+    if state.node.is_draining() {
+        return ApiError::new(ErrorCode::Unavailable, "The server is shutting down: connect again.").into_response();
+    }
     let upgrade =
         match <WebSocketUpgrade as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state)
             .await
@@ -63,15 +66,24 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
     let context = connection::Context { app: state.app.clone(), hub: Arc::clone(&state.hub), limits };
     // The upgraded connection keeps its place under the connection caps for as long as it lives.
     let slot = parts.extensions.get::<Arc<ConnectionSlot>>().cloned();
+    let socket_guard = state.hub.socket_opened();
+    // The connection's log lines keep the request's span (request id, node id).
+    let span = tracing::Span::current();
     upgrade
         .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(limits.write_buffer_bytes)
         .max_write_buffer_size(limits.max_write_buffer_bytes)
         .max_message_size(limits.frame_bytes_max)
         .max_frame_size(limits.frame_bytes_max)
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            connection::run(socket, context, pre_auth).await;
+        .on_upgrade(move |socket| {
+            tracing::Instrument::instrument(
+                async move {
+                    let _slot = slot;
+                    let _socket_guard = socket_guard;
+                    connection::run(socket, context, pre_auth).await;
+                },
+                span,
+            )
         })
 }
 

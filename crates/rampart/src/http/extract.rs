@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::{origin_is_allowed, AppState, SESSION_COOKIE};
+use crate::proxy::ConnectionClient;
 
 /// A JSON body of type `T`, within the body limit.
 #[derive(Debug)]
@@ -136,19 +137,27 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// Where a request came from: the socket's peer address and the User-Agent.
+/// Where a request came from: the client IP (the socket's peer, or what a trusted proxy says:
+/// `proxy.rs`) and the User-Agent.
 #[derive(Clone, Debug)]
 pub struct ClientMeta(pub RequestMeta);
 
 impl FromRequestParts<AppState> for ClientMeta {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let ip = match peer {
+            Some(peer) => {
+                let connection_client = parts.extensions.get::<ConnectionClient>().map_or(peer, |client| client.0);
+                let client = state.proxy.request_client(peer, connection_client, &parts.headers).map_err(|error| {
+                    tracing::info!(%error, "request refused: unusable X-Forwarded-For from a trusted proxy");
+                    ApiError::new(ErrorCode::HeadersTooLarge, "The X-Forwarded-For header is too long.")
+                })?;
+                client.to_string()
+            }
+            None => "unknown".to_owned(),
+        };
         let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
         Ok(ClientMeta(RequestMeta::new(ip, user_agent)))
     }

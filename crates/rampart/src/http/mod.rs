@@ -48,6 +48,10 @@ pub struct AppState {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Uploads: the largest file, and the longest an upload request may take.
     pub uploads: UploadLimits,
+    /// Trusted proxies: whose word on the client IP is believed.
+    pub proxy: std::sync::Arc<crate::proxy::ProxyConfig>,
+    /// This node's id, and whether it is draining (then `/readyz` is 503).
+    pub node: std::sync::Arc<crate::node::NodeState>,
 }
 
 /// The edge's limits of a file upload.
@@ -154,6 +158,9 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.node.is_draining() {
+        return ApiError::new(ErrorCode::Unavailable, "The server is shutting down: use another node.").into_response();
+    }
     if state.app.ready().await {
         Json(serde_json::json!({ "status": "ready" })).into_response()
     } else {

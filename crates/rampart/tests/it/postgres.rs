@@ -1,0 +1,184 @@
+//! PostgreSQL as the real binary meets it: `rampart db provision` makes the schema and its roles;
+//! `rampart serve` refuses a superuser and the tables' owner (exit 1, naming why), serves as the
+//! app role (migrations through the migrator's URL) with accounts and the audit log in
+//! PostgreSQL, and starts on a privileged role only when told to — with that on the audit record.
+//! Skips without `RAMPART_TEST_POSTGRES_URL`, except under `CI=true`, where that fails.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+use crate::support::{Dirs, Server, BIN};
+
+const URL_VARIABLE: &str = "RAMPART_TEST_POSTGRES_URL";
+/// How long a refused start may take before the test calls it a hang.
+const REFUSAL_WAIT: Duration = Duration::from_secs(30);
+
+fn server_url() -> Option<String> {
+    match std::env::var(URL_VARIABLE) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{URL_VARIABLE} is not set, and CI=true: the PostgreSQL tests must run in CI")
+        }
+        _ => {
+            eprintln!("note: {URL_VARIABLE} is not set; skipping the PostgreSQL serve tests");
+            None
+        }
+    }
+}
+
+/// `url` as another user (with that user's password, if any).
+fn as_user(url: &str, user: &str, password: Option<&str>) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    match password {
+        Some(password) => format!("{scheme}://{user}:{password}@{host}"),
+        None => format!("{scheme}://{user}@{host}"),
+    }
+}
+
+/// Drops the schema and its roles when the test ends, pass or fail.
+struct Cleanup {
+    url: String,
+    schema: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let done = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&url).await.expect("connect");
+                sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop schema");
+                for suffix in ["app", "auditor", "migrator"] {
+                    let role = format!("{schema}_{suffix}");
+                    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                        .bind(&role)
+                        .fetch_one(&mut admin)
+                        .await
+                        .expect("role");
+                    if exists {
+                        sqlx::raw_sql(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
+                            .execute(&mut admin)
+                            .await
+                            .expect("drop role");
+                    }
+                }
+            });
+        })
+        .join();
+        if done.is_err() && !std::thread::panicking() {
+            panic!("cleaning up schema {} failed", self.schema);
+        }
+    }
+}
+
+/// Writes a secret to a 0600 file and returns the `file:` reference to it.
+fn secret_file(dirs: &Dirs, name: &str, text: &str) -> String {
+    let path = dirs.root.path().join(name);
+    std::fs::write(&path, format!("{text}\n")).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    format!("file:{}", path.display())
+}
+
+/// Starts `serve` expecting a refusal: its exit code and stderr.
+fn refused_start(dirs: &Dirs, config_text: &str) -> (i32, String) {
+    let config = dirs.config(config_text);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dirs.data())
+        .arg("--key-dir")
+        .arg(dirs.keys())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read");
+            return (status.code().unwrap_or(-1), stderr);
+        }
+        if started.elapsed() > REFUSAL_WAIT {
+            let _ = child.kill();
+            panic!("serve did not refuse within {REFUSAL_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn audit_actions(url: &str, schema: &str) -> Vec<String> {
+    let mut admin = PgConnection::connect(url).await.expect("connect");
+    let actions = sqlx::query_scalar(&format!("SELECT action FROM \"{schema}\".audit_log ORDER BY seq"))
+        .fetch_all(&mut admin)
+        .await
+        .expect("audit log");
+    admin.close().await.expect("close");
+    actions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_only_as_the_least_privileged_app_role() {
+    let Some(url) = server_url() else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let schema = format!("rampart_it{:x}", nanos % (1 << 40));
+    let _cleanup = Cleanup { url: url.clone(), schema: schema.clone() };
+    let dirs = Arc::new(Dirs::new());
+    let passwords: PathBuf = dirs.root.path().join("passwords");
+    let admin_ref = secret_file(&dirs, "admin-url", &url);
+    let provision = Command::new(BIN)
+        .args(["db", "provision", "--admin-url", &admin_ref, "--schema", &schema, "--password-dir"])
+        .arg(&passwords)
+        .output()
+        .expect("provision");
+    assert!(provision.status.success(), "{}", String::from_utf8_lossy(&provision.stderr));
+    assert!(provision.stdout.is_empty(), "with --password-dir nothing is printed");
+    let role_url = |suffix: &str| {
+        let role = format!("{schema}_{suffix}");
+        let password = std::fs::read_to_string(passwords.join(format!("{role}.password"))).expect("password file");
+        as_user(&url, &role, Some(password.trim()))
+    };
+    let section = format!("[database]\nschema = \"{schema}\"\n");
+
+    // A superuser, and the tables' owner: refused with the reasons, before anything is served.
+    for (name, role, reason) in [("super-url", url.clone(), "superuser"), ("owner-url", role_url("migrator"), "owns")] {
+        let reference = secret_file(&dirs, name, &role);
+        let (code, stderr) = refused_start(&dirs, &format!("database_url = \"{reference}\"\n{section}"));
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("refusing to serve") && stderr.contains(reason), "{stderr}");
+        assert!(!stderr.contains(role.as_str()), "the URL is not in the refusal: {stderr}");
+    }
+
+    // The app role serves; accounts live in PostgreSQL.
+    let app = secret_file(&dirs, "app-url", &role_url("app"));
+    let migrator = secret_file(&dirs, "migrator-url", &role_url("migrator"));
+    let config = format!("database_url = \"{app}\"\n{section}migrator_url = \"{migrator}\"\n");
+    let server = Server::start_with(Arc::clone(&dirs), &config, &[]);
+    let token = server.invite("member");
+    server.enroll_with(&token, "member").await;
+    let dirs = server.stop();
+    let actions = audit_actions(&url, &schema).await;
+    assert!(actions.iter().any(|a| a == "server.start"), "{actions:?}");
+    assert!(!actions.iter().any(|a| a == "db.privilege_check_overridden"), "{actions:?}");
+
+    // A privileged role only with the override, which is on the record.
+    let superuser = secret_file(&dirs, "super-url-2", &url);
+    let config = format!("database_url = \"{superuser}\"\n{section}allow_privileged_role = true\n");
+    let server = Server::start_with(Arc::clone(&dirs), &config, &[]);
+    assert!(server.log_text().contains("OVER-PRIVILEGED"), "the override is logged as a warning");
+    server.stop();
+    let actions = audit_actions(&url, &schema).await;
+    assert!(actions.iter().any(|a| a == "db.privilege_check_overridden"), "{actions:?}");
+}

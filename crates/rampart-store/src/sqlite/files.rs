@@ -189,7 +189,7 @@ impl FileStore for SqliteStore {
             blob.key().seal(&meta_aad(NAME_PURPOSE, &file.channel_id, &file.id, epoch), file.name.as_str().as_bytes());
         let digest = blob.key().seal(&meta_aad(DIGEST_PURPOSE, &file.channel_id, &file.id, epoch), &blob.sha256());
         let size_i64 = i64::try_from(size).map_err(|_| StoreError::Corrupt("file size"))?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let used: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = ?")
             .bind(file.uploader_id.as_str())
             .fetch_one(&mut *tx)

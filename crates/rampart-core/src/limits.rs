@@ -226,6 +226,14 @@ pub const WS_TYPING_INTERVAL_MS: u64 = 1_000;
 pub const WS_BACKFILL_PAGE: u32 = 500;
 /// Channels one `resume` frame may name.
 pub const WS_RESUME_CHANNELS_MAX: usize = 10_000;
+/// Concurrent sends to one channel commit in `seq` order but may reach the hub out of it (each
+/// publishes after its own commit). The hub holds an event that arrives ahead of a missing one
+/// this long, so that every connection does not read the gap back from the store; a gap still
+/// open then (its publisher failed, or it was committed elsewhere) is left to the connections'
+/// catch-up from the store. Internal: no config override.
+pub const HUB_REORDER_WAIT_MS: u64 = 50;
+/// Events one channel may hold waiting for a missing one; past this they go out at once.
+pub const HUB_REORDER_HELD_MAX: usize = 256;
 
 // ----- files (config overrides in `[files]`) -----
 

@@ -171,3 +171,42 @@ async fn a_missing_wrong_or_exposed_kek_stops_the_store_from_opening() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     drop(SqliteStore::open(&db, &right).await.expect("opens again once fixed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postings_carried_by_a_send_land_in_the_index_and_leave_the_message_row() {
+    use rampart_core::search::SearchQuery;
+    use sqlx::Connection;
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = private_dir(root.path().join("data"));
+    let store = SqliteStore::open(&data.join("rampart.db"), &keys(&root.path().join("keys"))).await.expect("open");
+    let user = make_user(&store, Role::Member).await;
+    let channel = channel(&store, &user).await;
+    // A short message goes in one statement; a long one of many distinct words has more tokens
+    // than the statement carries and takes the transaction path. Both must be found.
+    send(&store, &channel, &user, "quokka sunrise", None).await;
+    // 6,000 distinct CJK characters: about 6,000 bigram tokens, past the 4,096 slots.
+    let long: String = (0..6_000).filter_map(|i| char::from_u32(0x4E00 + i)).collect();
+    send(&store, &channel, &user, &format!("narwhal {long}"), None).await;
+    let last_pair: String = long.chars().skip(5_998).collect();
+    for word in ["quokka", "narwhal", last_pair.as_str()] {
+        let query = SearchQuery::parse(word).expect("query");
+        let page = store.search(&user.id, &query, None, None, 20).await.expect("search");
+        assert_eq!(page.messages.len(), 1, "{word} is found");
+    }
+    store.checkpoint().await.expect("checkpoint");
+    let url = format!("sqlite://{}", data.join("rampart.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+    let carried: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE index_tokens IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(carried, 0, "no message row keeps the postings it carried");
+    let per_message: Vec<i64> = sqlx::query_scalar(
+        "SELECT COUNT(s.token) FROM messages m LEFT JOIN search_index s ON s.message_rowid = m.rowid GROUP BY m.rowid",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("postings");
+    assert_eq!(per_message.len(), 2);
+    assert!(per_message.iter().all(|n| *n > 0), "every message has postings: {per_message:?}");
+}

@@ -251,7 +251,7 @@ impl SqliteStore {
             }
             None => None,
         };
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         // The postings to remove are the current text's, read under the write lock.
         let previous = self.message_in(&mut tx, id).await?;
         let old_tokens =
@@ -323,7 +323,7 @@ impl SqliteStore {
 #[async_trait]
 impl ChannelStore for SqliteStore {
     async fn create_channel(&self, channel: &NewChannel) -> StoreResult<CreateChannelOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE name = ?)")
             .bind(channel.name.as_str())
             .fetch_one(&mut *tx)
@@ -358,7 +358,7 @@ impl ChannelStore for SqliteStore {
     ) -> StoreResult<(ChannelRecord, Vec<EventRecord>, bool)> {
         let (first, second) = if a <= b { (a, b) } else { (b, a) };
         let key = format!("{first}:{second}");
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels c WHERE c.dm_key = ?");
         if let Some(row) = sqlx::query(&sql).bind(&key).fetch_optional(&mut *tx).await? {
             return Ok((channel_from_row(&row)?, Vec::new(), false));
@@ -454,7 +454,7 @@ impl ChannelStore for SqliteStore {
         role: ChannelRole,
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = ? AND user_id = ?)")
                 .bind(channel.as_str())
@@ -476,7 +476,7 @@ impl ChannelStore for SqliteStore {
         user: &UserId,
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM channel_members WHERE channel_id = ? AND user_id = ?")
             .bind(channel.as_str())
             .bind(user.as_str())
@@ -496,7 +496,7 @@ impl ChannelStore for SqliteStore {
         change: &ChannelChange,
         at: Timestamp,
     ) -> StoreResult<UpdateOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if channel_in(&mut tx, id).await?.is_none() {
             return Ok(UpdateOutcome::NotFound);
         }
@@ -553,19 +553,20 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn post_message(&self, message: &NewMessage) -> StoreResult<PostOutcome> {
-        // One statement takes the seq under the write lock and (by trigger) writes the event; the
-        // postings follow in the same transaction. No row back means a repeated client id, a
-        // thread that is not a top-level message of this channel, or a missing channel — told
-        // apart below (rare).
+        // One statement takes the seq under the write lock and (by triggers) writes the event and
+        // the search postings it carries in `index_tokens`. Files, or more tokens than
+        // `TOKEN_SLOTS`, need more statements: then all of them run in one transaction. No row
+        // back means a repeated client id, a thread that is not a top-level message of this
+        // channel, or a missing channel — told apart below (rare).
         let key = self.active_key(&message.channel_id, message.created_at).await?;
         let sealed = Vault::seal_body(&key, &message.channel_id, &message.id, &message.body);
         let search_keys = self.search_keys(&message.channel_id, message.created_at).await?;
         let index = index_rows(&search_keys, message.body.as_str());
-        // The message, its event (by trigger) and its index entries commit together.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted: Option<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO messages (id, channel_id, seq, sender_id, body, key_epoch, thread_id, client_id, created_at)
-             SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?8, ?5, ?6, ?7 FROM channels c
+        let one_statement = message.files.is_empty() && index.len() <= super::TOKEN_SLOTS;
+        let carried: Option<Vec<u8>> = (one_statement && !index.is_empty()).then(|| index.concat());
+        let insert = sqlx::query_as(
+            "INSERT INTO messages (id, channel_id, seq, sender_id, body, key_epoch, thread_id, client_id, created_at, index_tokens)
+             SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?8, ?5, ?6, ?7, ?9 FROM channels c
              WHERE c.id = ?2 AND (?5 IS NULL OR EXISTS
                (SELECT 1 FROM messages p WHERE p.id = ?5 AND p.channel_id = ?2 AND p.thread_id IS NULL))
              ON CONFLICT DO NOTHING
@@ -579,22 +580,37 @@ impl ChannelStore for SqliteStore {
         .bind(message.client_id.as_ref().map(ClientId::as_str))
         .bind(message.created_at.0)
         .bind(key.epoch)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((seq, rowid)) = inserted else {
-            drop(tx);
-            return self.explain_refused_post(message).await;
+        .bind(carried);
+        let (seq, files) = if one_statement {
+            let turn = self.write_turn().await;
+            let inserted: Option<(i64, i64)> = insert.fetch_optional(&self.pool).await?;
+            drop(turn);
+            let Some((seq, _)) = inserted else {
+                return self.explain_refused_post(message).await;
+            };
+            (seq, Vec::new())
+        } else {
+            // The message, its event (by trigger), its index entries and its files commit together.
+            let mut tx = self.begin_write().await?;
+            let inserted: Option<(i64, i64)> = insert.fetch_optional(&mut *tx).await?;
+            let Some((seq, rowid)) = inserted else {
+                drop(tx);
+                return self.explain_refused_post(message).await;
+            };
+            insert_index(&mut tx, rowid, &index).await?;
+            if !Self::attach_files(&mut tx, &message.files, &message.id, &message.channel_id, &message.sender_id)
+                .await?
+            {
+                drop(tx);
+                return Ok(PostOutcome::FileNotFound);
+            }
+            let files = match message.files.is_empty() {
+                true => Vec::new(),
+                false => self.file_refs(&mut tx, &[&message.id]).await?.remove(&message.id).unwrap_or_default(),
+            };
+            tx.commit().await?;
+            (seq, files)
         };
-        insert_index(&mut tx, rowid, &index).await?;
-        if !Self::attach_files(&mut tx, &message.files, &message.id, &message.channel_id, &message.sender_id).await? {
-            drop(tx);
-            return Ok(PostOutcome::FileNotFound);
-        }
-        let files = match message.files.is_empty() {
-            true => Vec::new(),
-            false => self.file_refs(&mut tx, &[&message.id]).await?.remove(&message.id).unwrap_or_default(),
-        };
-        tx.commit().await?;
         let record = MessageRecord {
             id: message.id.clone(),
             channel_id: message.channel_id.clone(),

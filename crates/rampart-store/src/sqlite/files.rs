@@ -164,7 +164,7 @@ impl FileStore for SqliteStore {
         let (epoch, size) = (blob.key_epoch(), blob.size());
         let (name, digest) = seal_file_meta(&blob, file);
         let size_i64 = i64::try_from(size).map_err(|_| StoreError::Corrupt("file size"))?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let used: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = ?")
             .bind(file.uploader_id.as_str())
             .fetch_one(&mut *tx)

@@ -200,7 +200,7 @@ impl SqliteStore {
                     slot.insert(key);
                 }
             }
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.begin_write().await?;
             for (id, channel, body) in rows {
                 let channel = ChannelId::parse(&channel).ok_or(StoreError::Corrupt("message channel"))?;
                 let message = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
@@ -263,7 +263,7 @@ impl KeyStore for SqliteStore {
 
     async fn begin_kek_rotation(&self, at: Timestamp) -> StoreResult<u32> {
         let keyring = self.vault.reload_keyring()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let highest: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM kek_versions").fetch_one(&mut *tx).await?;
         let highest = u32::try_from(highest.unwrap_or(0)).map_err(|_| StoreError::Corrupt("KEK version"))?;
@@ -283,7 +283,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn rewrap_data_keys(&self, limit: u32) -> StoreResult<u64> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let active = active_kek_version(&mut tx).await?;
         let kek = self.vault.kek(active)?;
         let sql = format!("SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE kek_version != ? LIMIT ?");

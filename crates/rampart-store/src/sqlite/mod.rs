@@ -46,7 +46,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "search", include_str!("../../migrations/sqlite/0005_search.sql")),
     (6, "files", include_str!("../../migrations/sqlite/0006_files.sql")),
     (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
+    (8, "send in one statement", include_str!("../../migrations/sqlite/0008_send_one_statement.sql")),
 ];
+
+/// Tokens a message may carry into its INSERT (`token_slots` in migration 0008 holds 0 … this − 1);
+/// a message with more is indexed in a transaction of its own statements.
+pub(crate) const TOKEN_SLOTS: usize = 4096;
 
 /// How every connection to a SQLite file is set up: WAL mode, foreign keys on.
 fn connect_options(path: &Path) -> StoreResult<SqliteConnectOptions> {
@@ -96,6 +101,37 @@ pub struct SqliteStore {
     pub(crate) blobs: Arc<crate::blobs::Blobs>,
     /// Whether messages are indexed for search (`[search] enabled`).
     pub(crate) search_index: bool,
+    /// Held for the whole of every write transaction (`begin_write`): SQLite has one writer, and
+    /// a second `BEGIN IMMEDIATE` does not queue but polls in the busy handler, sleeping 1, 2, 5,
+    /// 10 … ms between tries. Under concurrent sends those sleeps, not the work, set the pace
+    /// (fan-out sends into one room were capped near 250/s); queuing here hands the lock over
+    /// at once, in arrival order.
+    pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction together with this process's turn to write; both end at commit or drop.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 impl SqliteStore {
@@ -108,7 +144,7 @@ impl SqliteStore {
         let blobs = Arc::new(crate::blobs::Blobs::open(blob_dir)?);
         migrate(path, MIGRATIONS).await?;
         let pool = open_pool(path).await?;
-        let store = Self { pool, vault, blobs, search_index: true };
+        let store = Self { pool, vault, blobs, search_index: true, writer: Arc::new(tokio::sync::Mutex::new(())) };
         store.check_keyring().await?;
         store.seal_legacy_bodies().await?;
         store.index_channels_without_keys().await?;
@@ -122,6 +158,18 @@ impl SqliteStore {
         self.search_index = false;
         self.drop_search_index().await?;
         Ok(self)
+    }
+
+    /// This process's turn to write, for a single statement outside a transaction.
+    pub(crate) async fn write_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.writer).lock_owned().await
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`) once this process's other writers are done.
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
+        let turn = Arc::clone(&self.writer).lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _turn: turn })
     }
 
     /// Writes the WAL back into the main file (used before copying or inspecting the files).
@@ -277,7 +325,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_user_role(&self, id: &UserId, role: Role) -> StoreResult<GuardedUpdate> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some((current_role, disabled)) = role_and_disabled(&mut tx, id).await? else {
             return Ok(GuardedUpdate::NotFound);
         };
@@ -295,7 +343,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_user_disabled(&self, id: &UserId, disabled: bool) -> StoreResult<GuardedUpdate> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some((current_role, was_disabled)) = role_and_disabled(&mut tx, id).await? else {
             return Ok(GuardedUpdate::NotFound);
         };
@@ -325,7 +373,7 @@ impl Store for SqliteStore {
     }
 
     async fn change_password(&self, id: &UserId, password_hash: &str, new_session: &NewSession) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
             .bind(id.as_str())
@@ -374,7 +422,7 @@ impl Store for SqliteStore {
     }
 
     async fn enroll(&self, token_hash: &str, now: Timestamp, user: &NewUser) -> StoreResult<EnrollOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let role: Option<String> = sqlx::query_scalar(
             "SELECT role FROM invitations WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
         )
@@ -425,7 +473,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_session(&self, session: &NewSession, per_user_max: u32) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         insert_session(&mut tx, session).await?;
         // Keep the newest `per_user_max`; end the rest (oldest first).
         sqlx::query(
@@ -506,7 +554,7 @@ impl Store for SqliteStore {
         key: &str,
         step: ThrottleStep<'_>,
     ) -> StoreResult<ThrottleState> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT failures, last_failure_at, blocked_until FROM login_throttle WHERE scope = ? AND key = ?",
         )

@@ -180,7 +180,7 @@ impl SqliteStore {
         insert: bool,
     ) -> StoreResult<()> {
         let messages = self.messages_from_rows(conn, rows).await?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         for (row, message) in rows.iter().zip(&messages) {
             let rowid: i64 = row.try_get("message_rowid")?;
             if let Some(body) = &message.body {
@@ -363,7 +363,7 @@ impl SqliteStore {
         // the pass below (which starts after) covers whatever they indexed without it.
         tokio::time::sleep(std::time::Duration::from_millis(crate::ACTIVE_KEY_RECHECK_MS + 500)).await;
         let indexed = self.index_channel_pass(&mut conn, channel, &building, true).await?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE search_keys SET state = 'retiring' WHERE channel_id = ? AND version != ?")
             .bind(channel.as_str())
             .bind(new_version)

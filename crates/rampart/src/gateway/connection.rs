@@ -225,6 +225,11 @@ impl Live {
                     }
                 }
                 _ = ping.tick() => {
+                    // A pending signal first: a client that fell behind while this task waited on
+                    // its socket is told to resync, not merely closed as idle.
+                    if let Some(exit) = Box::pin(self.on_control()).await {
+                        return exit;
+                    }
                     if self.last_heard.elapsed() > Duration::from_millis(self.ctx.limits.idle_timeout_ms) {
                         return Exit::Close { code: CLOSE_POLICY, reason: "idle", farewell: vec![] };
                     }

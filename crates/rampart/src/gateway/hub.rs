@@ -2,14 +2,23 @@
 //! them. Each event is serialized once and shared; each connection has a bounded queue, and a
 //! connection whose queue is full is marked lagging (it will be told to resync and closed) — the
 //! hub never waits on a slow client and never grows memory for one.
+//!
+//! Events of one channel are dispatched in `seq` order. Concurrent sends commit in order but each
+//! publishes after its own commit, so they can arrive swapped; a connection that sees a gap reads
+//! it back from the store, and with hundreds of listeners one swap would cost hundreds of reads.
+//! The hub instead holds an early event until the missing one arrives (normally microseconds
+//! later), for at most `HUB_REORDER_WAIT_MS`; a gap still open then is dispatched as it is and
+//! the connections catch up from the store, so nothing is ever lost by waiting.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use rampart_app::EventSink;
 use rampart_core::channel::EventKind;
+use rampart_core::limits::{HUB_REORDER_HELD_MAX, HUB_REORDER_WAIT_MS};
 use rampart_core::{ChannelId, SessionId, UserId};
 use rampart_store::EventRecord;
 use tokio::sync::{mpsc, Notify};
@@ -93,6 +102,56 @@ impl State {
     }
 }
 
+/// Dispatch order of one channel: the next `seq` to go out and the events that came ahead of it.
+#[derive(Debug, Default)]
+struct ChannelOrder {
+    /// `None` until the first event of the channel since start.
+    next: Option<i64>,
+    held: BTreeMap<i64, Arc<LiveEvent>>,
+}
+
+impl ChannelOrder {
+    /// Takes `event` in; returns what may go out now, in order, and whether `event` was held.
+    fn admit(&mut self, event: Arc<LiveEvent>) -> (Vec<Arc<LiveEvent>>, bool) {
+        let seq = event.seq;
+        match self.next {
+            // First since start, or late (its gap was already given up on, or a duplicate): out
+            // at once; connections drop what they already have.
+            None => {
+                self.next = Some(seq + 1);
+                (vec![event], false)
+            }
+            Some(next) if seq < next => (vec![event], false),
+            Some(next) if seq == next => {
+                let mut ready = vec![event];
+                let mut after = seq + 1;
+                while let Some(held) = self.held.remove(&after) {
+                    ready.push(held);
+                    after += 1;
+                }
+                self.next = Some(after);
+                (ready, false)
+            }
+            Some(_) => {
+                self.held.insert(seq, event);
+                if self.held.len() > HUB_REORDER_HELD_MAX {
+                    return (self.give_up(), false);
+                }
+                (Vec::new(), true)
+            }
+        }
+    }
+
+    /// Stops waiting: everything held goes out in order, past the gap.
+    fn give_up(&mut self) -> Vec<Arc<LiveEvent>> {
+        let ready: Vec<_> = std::mem::take(&mut self.held).into_values().collect();
+        if let Some(last) = ready.last() {
+            self.next = Some(last.seq + 1);
+        }
+        ready
+    }
+}
+
 /// A registered connection's end of the hub.
 #[derive(Debug)]
 pub struct Registration {
@@ -104,6 +163,11 @@ pub struct Registration {
 #[derive(Debug)]
 pub struct Hub {
     state: RwLock<State>,
+    /// Per channel dispatch order. Locked across a dispatch (so two publishers cannot interleave
+    /// their batches), always before `state`, never after it.
+    order: Mutex<HashMap<ChannelId, ChannelOrder>>,
+    /// For the timer that ends a wait.
+    this: Weak<Hub>,
     next_id: AtomicU64,
     queue_len: usize,
     /// Frames not queued because a connection's queue was full (each lagging connection is then
@@ -129,8 +193,10 @@ impl Drop for SocketGuard {
 
 impl Hub {
     pub fn new(queue_len: usize) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|this| Self {
             state: RwLock::new(State::default()),
+            order: Mutex::new(HashMap::new()),
+            this: this.clone(),
             next_id: AtomicU64::new(1),
             queue_len,
             queue_drops: AtomicU64::new(0),
@@ -291,6 +357,47 @@ impl Hub {
     }
 }
 
+impl Hub {
+    fn dispatch(&self, live: &Arc<LiveEvent>) {
+        // A new member's connections listen before the event, so they receive their own join.
+        if live.kind == EventKind::MemberJoined {
+            self.membership_change(live, true);
+        }
+        self.deliver(&live.channel, &Outbound::Event(Arc::clone(live)), None);
+        // A member who left hears that they left, then nothing more.
+        if live.kind == EventKind::MemberLeft {
+            self.membership_change(live, false);
+        }
+    }
+
+    /// Events held in `channel` at or below `seq` stop waiting (the timer of the event `seq`).
+    fn end_wait(&self, channel: &ChannelId, seq: i64) {
+        let Ok(mut order) = self.order.lock() else { return };
+        let Some(entry) = order.get_mut(channel) else { return };
+        if entry.held.first_key_value().is_some_and(|(first, _)| *first <= seq) {
+            for live in entry.give_up() {
+                self.dispatch(&live);
+            }
+        }
+    }
+
+    /// Starts the timer that ends the wait for the gap before `seq`.
+    fn arm_wait(&self, channel: ChannelId, seq: i64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime (never the case in the server): no wait at all.
+            self.end_wait(&channel, seq);
+            return;
+        };
+        let hub = self.this.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(HUB_REORDER_WAIT_MS)).await;
+            if let Some(hub) = hub.upgrade() {
+                hub.end_wait(&channel, seq);
+            }
+        });
+    }
+}
+
 impl EventSink for Hub {
     fn publish(&self, event: Arc<EventRecord>) {
         let live = Arc::new(LiveEvent {
@@ -300,14 +407,23 @@ impl EventSink for Hub {
             user: event.user_id.clone(),
             frame: Utf8Bytes::from(event_frame(&event)),
         });
-        // A new member's connections listen before the event, so they receive their own join.
-        if live.kind == EventKind::MemberJoined {
-            self.membership_change(&live, true);
-        }
-        self.deliver(&live.channel, &Outbound::Event(Arc::clone(&live)), None);
-        // A member who left hears that they left, then nothing more.
-        if live.kind == EventKind::MemberLeft {
-            self.membership_change(&live, false);
+        self.publish_live(live);
+    }
+}
+
+impl Hub {
+    fn publish_live(&self, live: Arc<LiveEvent>) {
+        let (channel, seq) = (live.channel.clone(), live.seq);
+        let held = {
+            let Ok(mut order) = self.order.lock() else { return };
+            let (ready, held) = order.entry(channel.clone()).or_default().admit(live);
+            for live in &ready {
+                self.dispatch(live);
+            }
+            held
+        };
+        if held {
+            self.arm_wait(channel, seq);
         }
     }
 }
@@ -343,5 +459,99 @@ mod tests {
         assert_eq!(hub.open_sockets(), 1);
         drop(second);
         assert_eq!(hub.open_sockets(), 0);
+    }
+
+    fn live(seq: i64) -> Arc<LiveEvent> {
+        Arc::new(LiveEvent {
+            channel: ChannelId::from_generated("c".into()),
+            seq,
+            kind: EventKind::MessageCreated,
+            user: None,
+            frame: Utf8Bytes::from_static("{}"),
+        })
+    }
+
+    fn seqs(events: &[Arc<LiveEvent>]) -> Vec<i64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn in_order_events_go_out_at_once() {
+        let mut order = ChannelOrder::default();
+        for seq in 1..=3 {
+            let (ready, held) = order.admit(live(seq));
+            assert_eq!((seqs(&ready), held), (vec![seq], false));
+        }
+    }
+
+    #[test]
+    fn a_swapped_pair_goes_out_in_order() {
+        let mut order = ChannelOrder::default();
+        order.admit(live(4));
+        let (ready, held) = order.admit(live(6));
+        assert!(ready.is_empty() && held, "6 waits for 5");
+        let (ready, held) = order.admit(live(7));
+        assert!(ready.is_empty() && held);
+        let (ready, _) = order.admit(live(5));
+        assert_eq!(seqs(&ready), vec![5, 6, 7]);
+        assert_eq!(seqs(&order.admit(live(8)).0), vec![8]);
+    }
+
+    #[test]
+    fn giving_up_on_a_gap_sends_the_rest_and_a_late_event_still_goes_out() {
+        let mut order = ChannelOrder::default();
+        order.admit(live(1));
+        order.admit(live(3));
+        order.admit(live(4));
+        assert_eq!(seqs(&order.give_up()), vec![3, 4]);
+        assert_eq!(seqs(&order.admit(live(5)).0), vec![5]);
+        // The missing one, late: out at once (connections that caught up drop it).
+        assert_eq!(seqs(&order.admit(live(2)).0), vec![2]);
+    }
+
+    #[test]
+    fn held_events_are_bounded() {
+        let mut order = ChannelOrder::default();
+        order.admit(live(1));
+        for seq in 3..3 + HUB_REORDER_HELD_MAX as i64 {
+            assert!(order.admit(live(seq)).1);
+        }
+        let (ready, held) = order.admit(live(3 + HUB_REORDER_HELD_MAX as i64));
+        assert!(!held);
+        assert_eq!(ready.len(), HUB_REORDER_HELD_MAX + 1);
+        assert!(order.held.is_empty());
+    }
+
+    #[tokio::test]
+    async fn swapped_publishes_reach_a_connection_in_order() {
+        let hub = Hub::new(16);
+        let user = UserId::from_generated("u".into());
+        let mut reg = hub.register(&user, &SessionId::from_generated("s".into()));
+        hub.subscribe(reg.id, &[ChannelId::from_generated("c".into())]);
+        for seq in [1, 3, 2, 4] {
+            hub.publish_live(live(seq));
+        }
+        let mut got = Vec::new();
+        while let Ok(Outbound::Event(event)) = reg.rx.try_recv() {
+            got.push(event.seq);
+        }
+        assert_eq!(got, vec![1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_gap_that_never_fills_is_given_up_after_the_wait() {
+        let hub = Hub::new(16);
+        let user = UserId::from_generated("u".into());
+        let mut reg = hub.register(&user, &SessionId::from_generated("s".into()));
+        let channel = ChannelId::from_generated("c".into());
+        hub.subscribe(reg.id, std::slice::from_ref(&channel));
+        hub.publish_live(live(1));
+        hub.publish_live(live(3));
+        let first = reg.rx.try_recv().expect("1 went out");
+        assert!(matches!(first, Outbound::Event(e) if e.seq == 1));
+        assert!(reg.rx.try_recv().is_err(), "3 waits");
+        tokio::time::sleep(Duration::from_millis(HUB_REORDER_WAIT_MS * 3)).await;
+        let next = reg.rx.try_recv().expect("3 went out after the wait");
+        assert!(matches!(next, Outbound::Event(e) if e.seq == 3));
     }
 }

@@ -471,7 +471,9 @@ async fn typing_notices_are_ephemeral_and_members_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_told_to_resync_and_memory_stays_bounded() {
-    let config = "[websocket]\nqueue_len_max = 8\n[messages]\nsend_rate_per_sec = 100000\nsend_burst = 100000\n";
+    // The idle timeout is far away: on a loaded machine the sends can outlast the default while
+    // Bob reads nothing, and this test is about the lag path.
+    let config = "[websocket]\nqueue_len_max = 8\nidle_timeout_ms = 600000\n[messages]\nsend_rate_per_sec = 100000\nsend_burst = 100000\n";
     let server = Arc::new(Server::start_with(Arc::new(Dirs::new()), config, &[]));
     let alice = server.user("member").await;
     let bob = server.user("member").await;

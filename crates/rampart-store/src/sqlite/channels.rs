@@ -582,9 +582,9 @@ impl ChannelStore for SqliteStore {
         .bind(key.epoch)
         .bind(carried);
         let (seq, files) = if one_statement {
-            let turn = self.write_turn().await;
-            let inserted: Option<(i64, i64)> = insert.fetch_optional(&self.pool).await?;
-            drop(turn);
+            let mut writer = self.write_turn().await;
+            let inserted: Option<(i64, i64)> = insert.fetch_optional(&mut *writer).await?;
+            drop(writer);
             let Some((seq, _)) = inserted else {
                 return self.explain_refused_post(message).await;
             };

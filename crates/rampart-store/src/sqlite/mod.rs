@@ -101,36 +101,61 @@ pub struct SqliteStore {
     pub(crate) blobs: Arc<crate::blobs::Blobs>,
     /// Whether messages are indexed for search (`[search] enabled`).
     pub(crate) search_index: bool,
-    /// Held for the whole of every write transaction (`begin_write`): SQLite has one writer, and
-    /// a second `BEGIN IMMEDIATE` does not queue but polls in the busy handler, sleeping 1, 2, 5,
-    /// 10 … ms between tries. Under concurrent sends those sleeps, not the work, set the pace
-    /// (fan-out sends into one room were capped near 250/s); queuing here hands the lock over
-    /// at once, in arrival order.
-    pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
+    /// The one connection every write transaction and every send uses (`begin_write`,
+    /// `write_turn`), taken in turn. SQLite has one writer, and a second `BEGIN IMMEDIATE` does not
+    /// queue but polls in the busy handler, sleeping 1, 2, 5, 10 … ms between tries: under
+    /// concurrent sends those sleeps, not the work, set the pace (sends into one room were capped
+    /// near 250/s). Queuing here hands the turn over at once, in arrival order; and as only this
+    /// connection writes, its page cache stays valid from one write to the next instead of being
+    /// dropped by every other connection's commit (the search postings land on random pages).
+    pub(crate) writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
 }
 
-/// A write transaction together with this process's turn to write; both end at commit or drop.
+/// A write transaction on the writer connection, holding the turn until commit or drop; dropped
+/// without commit, it is rolled back before the next writer gets the connection.
 pub(crate) struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+    conn: Option<tokio::sync::OwnedMutexGuard<SqliteConnection>>,
 }
 
 impl WriteTx {
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let mut conn = self.conn.take().expect("a transaction commits once");
+        match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            // Not committed (an early return or an error): the turn passes on only after the
+            // rollback, so no other write joins this transaction.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(error) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                        tracing::error!(%error, "rolling back an abandoned write transaction failed");
+                    }
+                });
+            }
+        }
     }
 }
 
 impl std::ops::Deref for WriteTx {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        &self.tx
+        self.conn.as_ref().expect("open transaction")
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
+        self.conn.as_mut().expect("open transaction")
     }
 }
 
@@ -144,7 +169,8 @@ impl SqliteStore {
         let blobs = Arc::new(crate::blobs::Blobs::open(blob_dir)?);
         migrate(path, MIGRATIONS).await?;
         let pool = open_pool(path).await?;
-        let store = Self { pool, vault, blobs, search_index: true, writer: Arc::new(tokio::sync::Mutex::new(())) };
+        let writer = SqliteConnection::connect_with(&connect_options(path)?).await?;
+        let store = Self { pool, vault, blobs, search_index: true, writer: Arc::new(tokio::sync::Mutex::new(writer)) };
         store.check_keyring().await?;
         store.seal_legacy_bodies().await?;
         store.index_channels_without_keys().await?;
@@ -160,16 +186,16 @@ impl SqliteStore {
         Ok(self)
     }
 
-    /// This process's turn to write, for a single statement outside a transaction.
-    pub(crate) async fn write_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+    /// The writer connection, for a single statement outside a transaction.
+    pub(crate) async fn write_turn(&self) -> tokio::sync::OwnedMutexGuard<SqliteConnection> {
         Arc::clone(&self.writer).lock_owned().await
     }
 
-    /// Begins a write transaction (`BEGIN IMMEDIATE`) once this process's other writers are done.
+    /// Begins a write transaction (`BEGIN IMMEDIATE`) on the writer connection, in turn.
     pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
-        let turn = Arc::clone(&self.writer).lock_owned().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTx { tx, _turn: turn })
+        let mut conn = Arc::clone(&self.writer).lock_owned().await;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        Ok(WriteTx { conn: Some(conn) })
     }
 
     /// Writes the WAL back into the main file (used before copying or inspecting the files).

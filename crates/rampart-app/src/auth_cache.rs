@@ -1,8 +1,8 @@
 //! A short-lived cache of authenticated sessions, so the hot paths (sending a message, reading
 //! history) do not read the session and user rows on every request. Entries live at most
 //! `AUTH_CACHE_TTL_MS`; every revocation, disable and role change on this node removes the
-//! affected entries before it returns. (Across nodes, a change on another node is seen within the
-//! TTL; the cluster issue adds cross-node invalidation.)
+//! affected entries before it returns. In a cluster, the other nodes drop theirs when the notice
+//! reaches them over the bus (milliseconds); were it lost, the TTL still bounds the staleness.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +38,12 @@ impl AuthCache {
                 entries.clear();
             }
             entries.insert(token_hash.to_owned(), (auth.clone(), Instant::now()));
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
         }
     }
 

@@ -71,6 +71,9 @@ pub struct AppConfig {
     /// Messages one user may send per second, sustained, and in a burst.
     pub send_rate_per_sec: u32,
     pub send_burst: u32,
+    /// Send limits kept in the store, so the nodes of a cluster share them (one write per send);
+    /// otherwise in this process's memory.
+    pub send_limit_shared: bool,
     pub audit: AuditPolicy,
     pub detectors: rampart_core::detect::DetectorPolicy,
     pub files: FilePolicy,
@@ -91,6 +94,7 @@ impl Default for AppConfig {
             hash_queue_max: limits::PASSWORD_HASH_QUEUE_MAX,
             send_rate_per_sec: limits::SEND_RATE_PER_SEC,
             send_burst: limits::SEND_BURST,
+            send_limit_shared: false,
             audit: AuditPolicy::default(),
             detectors: rampart_core::detect::DetectorPolicy::default(),
             files: FilePolicy::default(),
@@ -191,9 +195,13 @@ impl App {
     }
 
     /// Forgets rate-limit state of users idle long enough to be back at a full burst.
-    pub fn trim_rate_limits(&self) {
+    pub async fn trim_rate_limits(&self) -> Result<(), AppError> {
         self.inner.send_limiter.retain_recent();
         self.inner.send_limiter.shrink_to_fit();
+        if self.inner.config.send_limit_shared {
+            self.inner.store.rate_sweep(now().0.saturating_mul(1_000)).await?;
+        }
+        Ok(())
     }
 
     /// What the use cases have counted, for the metrics endpoint.

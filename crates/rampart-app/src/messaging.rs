@@ -257,7 +257,7 @@ impl App {
             None => None,
         };
         let files = parse_file_ids(&input.file_ids)?;
-        self.check_send_rate(&auth.user.id)?;
+        self.check_send_rate(&auth.user.id).await?;
         self.channel_access(auth, channel, ChannelAction::Post).await?;
         let message = NewMessage {
             id: MessageId::from_generated(new_id()),
@@ -289,13 +289,31 @@ impl App {
         }
     }
 
-    fn check_send_rate(&self, user: &UserId) -> Result<(), AppError> {
+    async fn check_send_rate(&self, user: &UserId) -> Result<(), AppError> {
         use governor::clock::{Clock, DefaultClock};
-        self.inner.send_limiter.check_key(user).map_err(|not_until| {
-            AppCounters::bump(&self.inner.counters.send_rate_limited);
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            AppError::RateLimited { retry_after_secs: wait.as_secs().max(1) }
-        })
+        let config = &self.inner.config;
+        let wait_us = if config.send_limit_shared {
+            let interval_us = 1_000_000 / i64::from(config.send_rate_per_sec.max(1));
+            let bucket = rampart_store::RateBucket {
+                now_us: now().0.saturating_mul(1_000),
+                interval_us,
+                tolerance_us: interval_us.saturating_mul(i64::from(config.send_burst)),
+            };
+            self.inner.store.rate_take(&format!("send:{user}"), bucket).await?
+        } else {
+            self.inner.send_limiter.check_key(user).err().map(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                i64::try_from(wait.as_micros()).unwrap_or(i64::MAX)
+            })
+        };
+        match wait_us {
+            None => Ok(()),
+            Some(wait_us) => {
+                AppCounters::bump(&self.inner.counters.send_rate_limited);
+                let secs = u64::try_from((wait_us + 999_999) / 1_000_000).unwrap_or(1).max(1);
+                Err(AppError::RateLimited { retry_after_secs: secs })
+            }
+        }
     }
 
     pub async fn history(
@@ -377,6 +395,24 @@ impl App {
             return Ok(None);
         }
         Ok(Some(self.inner.store.events_after(channel, after, limit).await?))
+    }
+
+    /// Events of `channel` after `after`, for a node of a cluster delivering another node's events
+    /// to its own connections. No member check here: the hub sends a channel's events only to
+    /// connections subscribed as its members.
+    pub async fn events_for_fanout(
+        &self,
+        channel: &ChannelId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, AppError> {
+        Ok(self.inner.store.events_after(channel, after, limit).await?)
+    }
+
+    /// Each channel's last `seq` (for a cluster node's sweep: which listened channels it is
+    /// behind in).
+    pub async fn channel_heads(&self, channels: &[ChannelId]) -> Result<Vec<(ChannelId, i64)>, AppError> {
+        Ok(self.inner.store.channel_heads(channels).await?)
     }
 }
 

@@ -129,6 +129,17 @@ impl App {
         Ok(self.inner.store.delete_stale_sessions(at, idle_before).await?)
     }
 
+    /// A session ended, or a user changed, on another node of a cluster: the cached
+    /// authentications it makes stale are dropped, so the next check here reads the store.
+    pub fn session_ended_elsewhere(&self, event: &SessionEnded) {
+        self.inner.auth_cache.forget(event);
+    }
+
+    /// Another node missed telling what ended: every cached authentication is dropped.
+    pub fn forget_cached_sessions(&self) {
+        self.inner.auth_cache.clear();
+    }
+
     pub(crate) fn notify(&self, event: SessionEnded) {
         self.inner.auth_cache.forget(&event);
         // No live connection listening is fine: nothing to close.

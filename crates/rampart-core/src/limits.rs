@@ -112,6 +112,24 @@ pub const PROXY_HEADER_BYTES_MAX: usize = 1_024;
 pub const PROXY_TRUSTED_NETS_MAX: usize = 256;
 /// A node id (`node_id`): 1 to 63 characters of `[a-z0-9._-]`, starting with a letter or digit.
 pub const NODE_ID_CHARS_MAX: usize = 63;
+/// Longest `[cluster] subject_prefix`.
+pub const CLUSTER_SUBJECT_PREFIX_CHARS_MAX: usize = 64;
+/// Cluster notices waiting to go out to NATS; past it a notice is dropped (and counted): other
+/// nodes then catch up from the store at the channel's next event or at their next reconnect.
+pub const CLUSTER_OUTBOX_LEN: usize = 65_536;
+/// Largest cluster notice read from NATS; a bigger one is ignored as foreign.
+pub const CLUSTER_NOTICE_BYTES_MAX: usize = 1_024;
+/// Notices taken off the bus together, so a burst costs one store read per channel.
+pub const CLUSTER_BATCH_MAX: usize = 1_024;
+/// Most events one node reads back from the store for one channel at a notice; a longer gap is
+/// left to its connections' own catch-up, page by page.
+pub const CLUSTER_BACKFILL_EVENTS_MAX: u32 = 500;
+/// How often a node of a cluster compares each channel its connections listen to with the
+/// channel's last `seq` in the store, and reads what it missed (a notice lost with a node that
+/// died right after its commit is delivered within this).
+pub const CLUSTER_SWEEP_INTERVAL_MS: u64 = 2_000;
+/// Channels compared in one store read of a sweep.
+pub const CLUSTER_SWEEP_CHANNELS_PER_READ: usize = 500;
 /// How often the TLS certificate and key files are checked for a change.
 pub const TLS_RELOAD_POLL_MS: u64 = 2_000;
 

@@ -92,6 +92,7 @@ pub async fn run_accounts(store: &dyn Store) {
     disabling_ends_sessions(store).await;
     last_owner_is_kept(store).await;
     throttle_state_accumulates_and_clears(store).await;
+    rate_buckets_allow_the_burst_then_the_rate(store).await;
     search_treats_wildcards_literally(store).await;
 }
 
@@ -242,6 +243,26 @@ pub async fn throttle_state_accumulates_and_clears(store: &dyn Store) {
     assert_eq!(stored.failures, 3);
     store.throttle_clear(ThrottleScope::Account, &key).await.expect("clear");
     assert!(store.throttle_state(ThrottleScope::Account, &key).await.expect("state").is_none());
+}
+
+pub async fn rate_buckets_allow_the_burst_then_the_rate(store: &dyn Store) {
+    let key = unique("send:");
+    // 10 per second (100 ms apart), a burst of 3.
+    let at = |now_us: i64| crate::RateBucket { now_us, interval_us: 100_000, tolerance_us: 300_000 };
+    let start = 1_000_000_000;
+    for n in 0..3 {
+        assert_eq!(store.rate_take(&key, at(start)).await.expect("take"), None, "burst unit {n}");
+    }
+    let wait = store.rate_take(&key, at(start)).await.expect("take").expect("the burst is spent");
+    assert_eq!(wait, 100_000, "one interval until the next unit");
+    assert!(store.rate_take(&key, at(start + 50_000)).await.expect("take").is_some(), "not yet");
+    assert_eq!(store.rate_take(&key, at(start + 100_000)).await.expect("take"), None, "one unit later");
+    // Another key is another bucket; a swept bucket starts full.
+    assert_eq!(store.rate_take(&unique("send:"), at(start)).await.expect("take"), None);
+    assert!(store.rate_sweep(start + 10_000_000).await.expect("sweep") >= 2);
+    for _ in 0..3 {
+        assert_eq!(store.rate_take(&key, at(start + 10_000_000)).await.expect("take"), None);
+    }
 }
 
 pub async fn search_treats_wildcards_literally(store: &dyn Store) {

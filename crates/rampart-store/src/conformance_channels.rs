@@ -18,6 +18,27 @@ pub async fn run_all(store: &dyn Backend) {
     history_pages_both_ways(store).await;
     membership_events_and_listing(store).await;
     direct_channels_are_one_per_pair(store).await;
+    channel_heads_are_the_last_seqs(store).await;
+}
+
+pub async fn channel_heads_are_the_last_seqs(store: &dyn Backend) {
+    let creator = make_user(store, Role::Member).await;
+    let (a, b) = (
+        new_channel(store, &creator, ChannelKind::Public).await,
+        new_channel(store, &creator, ChannelKind::Public).await,
+    );
+    let posted = match store.post_message(&message(&a, &creator, "hello")).await.expect("post") {
+        PostOutcome::Created(event) => event.seq,
+        other => panic!("post failed: {other:?}"),
+    };
+    let missing = ChannelId::from_generated(id("chan"));
+    let mut heads = store.channel_heads(&[a.id.clone(), b.id.clone(), missing]).await.expect("heads");
+    heads.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+    let b_last = store.events_after(&b.id, 0, 100).await.expect("events").last().map_or(0, |e| e.seq);
+    let mut expected = vec![(a.id.clone(), posted), (b.id.clone(), b_last)];
+    expected.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+    assert_eq!(heads, expected, "existing channels only, each with its last seq");
+    assert!(store.channel_heads(&[]).await.expect("none").is_empty());
 }
 
 pub(crate) async fn new_channel(store: &dyn Backend, creator: &UserRecord, kind: ChannelKind) -> ChannelRecord {

@@ -132,6 +132,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         step: ThrottleStep<'_>,
     ) -> StoreResult<ThrottleState>;
     async fn throttle_clear(&self, scope: ThrottleScope, key: &str) -> StoreResult<()>;
+
+    // ----- rate limits in the database (shared by a cluster's nodes) -----
+    /// Takes one unit from the bucket `key`. `None`: taken; `Some(wait_us)`: refused, with how
+    /// long until a unit is free. Atomic across connections and nodes.
+    async fn rate_take(&self, key: &str, bucket: RateBucket) -> StoreResult<Option<i64>>;
+    /// Forgets buckets that are full again (their arrival time has passed); returns how many.
+    async fn rate_sweep(&self, now_us: i64) -> StoreResult<u64>;
+}
+
+/// A GCRA take: each unit pushes the bucket's "theoretical arrival time" (TAT) `interval_us` on
+/// from `max(TAT, now)`; it is allowed while that stays within `tolerance_us` of now (the burst:
+/// `tolerance_us = interval_us × burst`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateBucket {
+    pub now_us: i64,
+    pub interval_us: i64,
+    pub tolerance_us: i64,
+}
+
+impl RateBucket {
+    /// How long until a take is allowed again, for a bucket at `tat` (at least 1 µs).
+    pub fn wait_us(&self, tat: i64) -> i64 {
+        (tat + self.interval_us - self.tolerance_us - self.now_us).max(1)
+    }
 }
 
 /// Channels, membership, messages and the per-channel event log. Every method that changes what a
@@ -194,6 +218,9 @@ pub trait ChannelStore: Send + Sync + std::fmt::Debug {
     async fn mark_read(&self, channel: &ChannelId, user: &UserId, seq: i64) -> StoreResult<()>;
     /// `(channel, last_seq)` for every channel the user belongs to.
     async fn member_channel_seqs(&self, user: &UserId) -> StoreResult<Vec<(ChannelId, i64)>>;
+    /// `(channel, last_seq)` for each of these channels that exists (at most
+    /// `limits::CLUSTER_SWEEP_CHANNELS_PER_READ` per call), in no particular order.
+    async fn channel_heads(&self, channels: &[ChannelId]) -> StoreResult<Vec<(ChannelId, i64)>>;
     /// Messages matching `query` in channels `user` is a member of (membership checked in the
     /// query), newest first, older than `before`.
     async fn search(

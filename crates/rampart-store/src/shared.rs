@@ -53,6 +53,13 @@ pub(crate) fn parse_id<T>(
     text.map(|t| parse(&t).ok_or(StoreError::Corrupt(what))).transpose()
 }
 
+/// `(channel id, seq)` rows as read, their ids checked.
+pub(crate) fn channel_seqs(rows: Vec<(String, i64)>) -> StoreResult<Vec<(ChannelId, i64)>> {
+    rows.into_iter()
+        .map(|(id, seq)| Ok((ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?, seq)))
+        .collect()
+}
+
 /// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
 pub(crate) fn like_literal(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len() + 2);

@@ -72,6 +72,8 @@ pub struct RawConfig {
     pub database: crate::config_database::RawDatabase,
     #[serde(default)]
     pub proxy: crate::config_cluster::RawProxy,
+    #[serde(default)]
+    pub cluster: crate::config_cluster::RawCluster,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -282,6 +284,8 @@ pub struct Config {
     /// Trusted load balancers, and how they pass on the client's address.
     pub proxy: crate::proxy::ProxyConfig,
     pub node_id: crate::node::NodeId,
+    /// Set when `nats_url` is: this node is one of a cluster sharing PostgreSQL and NATS.
+    pub cluster: Option<crate::config_cluster::ClusterConfig>,
 }
 
 /// Reads `path` as TOML into a `RawConfig`.
@@ -331,8 +335,9 @@ impl RawConfig {
     /// `validate`, with environment variables (`env:` references, `$CREDENTIALS_DIRECTORY`) looked
     /// up through `env`.
     fn validate_with_env(self, env: EnvLookup) -> Result<Config, ConfigError> {
-        let (database_url, warnings) = stores(self.database_url.as_deref(), self.nats_url.as_deref(), env)?;
+        let (database_url, nats_url, warnings) = stores(self.database_url.as_deref(), self.nats_url.as_deref(), env)?;
         let (database, database_warnings) = self.database.validate(database_url.as_ref(), env)?;
+        let cluster = self.cluster.validate(nats_url, &database)?;
         let listen = addr("listen", self.listen.as_deref().unwrap_or("127.0.0.1:8443"))?;
         let http_listen = self.http_listen.as_deref().map(|a| addr("http_listen", a)).transpose()?;
         let admin_listen = self.admin_listen.as_deref().map(|a| addr("admin_listen", a)).transpose()?;
@@ -527,6 +532,8 @@ impl RawConfig {
         let node_id = crate::config_cluster::node_id(self.node_id.as_deref(), listen)?;
         let (files, file_warnings) = self.files.validate()?;
         app.files = files.policy.clone();
+        // A user's sends are limited across the cluster, not per node they happen to reach.
+        app.send_limit_shared = cluster.is_some();
         warnings.extend(file_warnings);
         warnings.extend(database_warnings);
         Ok(Config {
@@ -556,6 +563,7 @@ impl RawConfig {
             database,
             proxy,
             node_id,
+            cluster,
         })
     }
 }
@@ -589,12 +597,10 @@ pub(crate) fn parse_net(key: &str, text: &str) -> Result<ipnet::IpNet, ConfigErr
 
 /// The keys that can carry a secret (a password in a database or NATS URL), checked before any other
 /// so that a password written in the file is the error an admin sees first; then the refusals of what
-/// this build lacks. Returns the database URL and the warnings to log.
-fn stores(
-    database_url: Option<&str>,
-    nats_url: Option<&str>,
-    env: EnvLookup,
-) -> Result<(Option<SecretValue>, Vec<String>), ConfigError> {
+/// this build lacks. Returns the database and NATS URLs and the warnings to log.
+type StoreUrls = (Option<SecretValue>, Option<SecretValue>, Vec<String>);
+
+fn stores(database_url: Option<&str>, nats_url: Option<&str>, env: EnvLookup) -> Result<StoreUrls, ConfigError> {
     let database_url =
         database_url.map(|text| secrets::secret_url("database_url", text, UserInfo::NameOnly, env)).transpose()?;
     let nats_url = nats_url.map(|text| secrets::secret_url("nats_url", text, UserInfo::Secret, env)).transpose()?;
@@ -607,10 +613,14 @@ fn stores(
             return Err(bad("database_url", "must name SQLite (sqlite:) or PostgreSQL (postgres://, postgresql://)"));
         }
     }
-    if nats_url.is_some() {
-        return Err(bad("nats_url", "clustering over NATS is not built yet; run a single node"));
+    let nats_url = nats_url.map(|resolved| resolved.value);
+    if let Some(url) = &nats_url {
+        let url = url.expose_secret();
+        if !["nats://", "tls://"].iter().any(|scheme| url.starts_with(scheme)) {
+            return Err(bad("nats_url", "must be nats://host:port, or tls://host:port for NATS over TLS"));
+        }
     }
-    Ok((database_url, warnings))
+    Ok((database_url, nats_url, warnings))
 }
 
 fn app_config(s: RawSessions, l: RawLogin, p: RawPasswordHash) -> Result<rampart_app::AppConfig, ConfigError> {
@@ -814,8 +824,17 @@ mod tests {
         assert_eq!(error.key, "nats_url");
         assert!(error.reason.contains("nats_url = \"credential:nats-url\""), "{error}");
         assert!(!error.to_string().contains(PASSWORD));
-        let error = parse("nats_url = \"nats://nats:4222\"").expect_err("not built");
-        assert!(error.reason.contains("not built yet"), "{error}");
+        let error = parse("nats_url = \"nats://nats:4222\"").expect_err("a cluster on SQLite");
+        assert!(error.reason.contains("PostgreSQL"), "{error}");
+        let config = parse("database_url = \"postgres://rampart@db/rampart\"\nnats_url = \"tls://nats:4222\"\n[cluster]\nnats_ca_file = \"/etc/ca.pem\"")
+            .expect("a cluster node");
+        let cluster = config.cluster.expect("clustered");
+        assert_eq!(cluster.subject_prefix, "rampart");
+        assert!(config.app.send_limit_shared, "a cluster shares the send limit");
+        let error = parse("database_url = \"postgres://rampart@db/rampart\"\nnats_url = \"nats://nats:4222\"\n[cluster]\nnats_ca_file = \"/etc/ca.pem\"")
+            .expect_err("a CA without TLS");
+        assert_eq!(error.key, "cluster.nats_ca_file");
+        assert_eq!(parse("nats_url = \"http://nats:4222\"").expect_err("scheme").key, "nats_url");
     }
 
     #[test]

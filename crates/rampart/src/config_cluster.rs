@@ -1,14 +1,76 @@
 //! The config of running as one node of several behind a load balancer: the `[proxy]` section
-//! (which peers are trusted proxies, and how they pass on the client's address) and `node_id`.
+//! (which peers are trusted proxies, and how they pass on the client's address), `node_id`, and
+//! the `[cluster]` section (the NATS bus the nodes share, with `nats_url`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use rampart_core::limits;
 use serde::Deserialize;
 
 use crate::config::{bad, parse_net, ranged, ConfigError};
+use crate::config_database::DatabaseConfig;
 use crate::node::{self, NodeId};
 use crate::proxy::{ProxyConfig, ProxyProtocol};
+use crate::secrets::SecretValue;
+use secrecy::ExposeSecret;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// The nodes of one deployment talk on `<prefix>.bus`; deployments sharing a NATS server use
+    /// different prefixes.
+    pub subject_prefix: Option<String>,
+    /// The CA that signed a NATS server reached over TLS (`tls://`); default: the system's CAs.
+    pub nats_ca_file: Option<PathBuf>,
+}
+
+/// A node of a cluster: the NATS server its nodes share (PostgreSQL is `database_url`).
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// May carry credentials (`nats://user:password@host`), so it is a secret.
+    pub nats_url: SecretValue,
+    pub nats_ca_file: Option<PathBuf>,
+    pub subject_prefix: String,
+}
+
+/// The subject prefix when none is set.
+const SUBJECT_PREFIX_DEFAULT: &str = "rampart";
+
+impl RawCluster {
+    pub fn validate(
+        self,
+        nats_url: Option<SecretValue>,
+        database: &DatabaseConfig,
+    ) -> Result<Option<ClusterConfig>, ConfigError> {
+        let subject_prefix = self.subject_prefix.unwrap_or_else(|| SUBJECT_PREFIX_DEFAULT.to_owned());
+        let token_ok = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+        if subject_prefix.len() > limits::CLUSTER_SUBJECT_PREFIX_CHARS_MAX || !subject_prefix.split('.').all(token_ok) {
+            let shown: String = subject_prefix.chars().take(limits::CLUSTER_SUBJECT_PREFIX_CHARS_MAX).collect();
+            return Err(bad(
+                "cluster.subject_prefix",
+                format!(
+                    "`{shown}` is not a subject prefix: 1 to {} characters of dot-separated words of \
+                     a-z, A-Z, 0-9, `_`, `-` (no wildcards)",
+                    limits::CLUSTER_SUBJECT_PREFIX_CHARS_MAX
+                ),
+            ));
+        }
+        // Without nats_url this is a single node, and the section's (checked) settings are unused.
+        let Some(nats_url) = nats_url else { return Ok(None) };
+        if matches!(database, DatabaseConfig::Sqlite) {
+            return Err(bad(
+                "nats_url",
+                "a cluster's nodes share one PostgreSQL database: set database_url to postgres://… \
+                 (SQLite is one node's own file)",
+            ));
+        }
+        if self.nats_ca_file.is_some() && !nats_url.expose_secret().starts_with("tls://") {
+            return Err(bad("cluster.nats_ca_file", "a CA file needs NATS over TLS: nats_url = \"tls://host:port\""));
+        }
+        Ok(Some(ClusterConfig { nats_url, nats_ca_file: self.nats_ca_file, subject_prefix }))
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +151,23 @@ mod tests {
             assert_eq!(proxy(text).expect_err(text).key, key, "{text}");
         }
         assert!(toml::from_str::<RawProxy>("trust = []").is_err());
+    }
+
+    fn cluster(text: &str, url: Option<&str>, database: &DatabaseConfig) -> Result<Option<ClusterConfig>, ConfigError> {
+        let url = url.map(|u| crate::secrets::secret_url("nats_url", u, crate::secrets::UserInfo::Secret, &|_| None));
+        let url = url.transpose()?.map(|resolved| resolved.value);
+        toml::from_str::<RawCluster>(text).map_err(|e| bad("toml", e.to_string()))?.validate(url, database)
+    }
+
+    #[test]
+    fn a_cluster_needs_nats_and_postgres_and_a_plain_prefix() {
+        let sqlite = DatabaseConfig::Sqlite;
+        assert!(cluster("subject_prefix = \"chat.prod\"", None, &sqlite).expect("single node").is_none());
+        assert_eq!(cluster("", Some("nats://n:4222"), &sqlite).expect_err("SQLite").key, "nats_url");
+        for bad_prefix in ["a.>", "a.*", "a..b", "", "a b", &"a".repeat(65)] {
+            let text = format!("subject_prefix = \"{bad_prefix}\"");
+            assert_eq!(cluster(&text, None, &sqlite).expect_err(bad_prefix).key, "cluster.subject_prefix");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod audit_format;
 mod clamd;
 mod cli;
+mod cluster;
 mod config;
 mod config_alerts;
 mod config_cluster;

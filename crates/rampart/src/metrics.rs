@@ -191,6 +191,42 @@ impl Collector for Sources {
         }
         let draining = i64::from(self.node.is_draining());
         gauge(e, "rampart_node_draining", "1 while the node drains before it stops.", draining)?;
+        if let Some(bus) = self.node.bus() {
+            use crate::cluster::BusStats;
+            gauge(
+                e,
+                "rampart_cluster_bus_connected",
+                "1 while the cluster bus (NATS) is connected.",
+                i64::from(bus.is_connected()),
+            )?;
+            for (name, help, value) in [
+                ("rampart_cluster_notices_published", "Notices this node sent to the cluster bus.", &bus.published),
+                (
+                    "rampart_cluster_notices_dropped",
+                    "Notices not sent: the outbox was full or the bus down.",
+                    &bus.dropped,
+                ),
+                ("rampart_cluster_notices_received", "Notices received from the other nodes.", &bus.received),
+                (
+                    "rampart_cluster_notices_rejected",
+                    "Received notices that were malformed or too large.",
+                    &bus.rejected,
+                ),
+                ("rampart_cluster_backfills", "Store reads of other nodes' events.", &bus.backfills),
+                (
+                    "rampart_cluster_backfill_errors",
+                    "Store reads of other nodes' events that failed.",
+                    &bus.backfill_errors,
+                ),
+                (
+                    "rampart_cluster_sweeps",
+                    "Times every listened channel was read up to date after a reconnect or lag.",
+                    &bus.sweeps,
+                ),
+            ] {
+                counter(e, name, help, BusStats::read(value))?;
+            }
+        }
         let tcp = i64::from(self.connections.open_connections());
         gauge(e, "rampart_tcp_connections", "Open TCP connections, all listeners.", tcp)?;
         let ws = i64::try_from(self.hub.connections()).unwrap_or(i64::MAX);

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rampart_core::limits::NODE_ID_CHARS_MAX;
 
@@ -75,11 +75,23 @@ pub fn hostname() -> Option<String> {
 pub struct NodeState {
     pub id: NodeId,
     draining: AtomicBool,
+    /// The cluster bus's state, on a node of a cluster.
+    bus: OnceLock<Arc<crate::cluster::BusStats>>,
 }
 
 impl NodeState {
     pub fn new(id: NodeId) -> Arc<Self> {
-        Arc::new(Self { id, draining: AtomicBool::new(false) })
+        Arc::new(Self { id, draining: AtomicBool::new(false), bus: OnceLock::new() })
+    }
+
+    /// Records that this node is one of a cluster, talking on this bus (once).
+    pub fn set_bus(&self, bus: Arc<crate::cluster::BusStats>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// The bus's state, on a node of a cluster.
+    pub fn bus(&self) -> Option<&crate::cluster::BusStats> {
+        self.bus.get().map(Arc::as_ref)
     }
 
     /// Marks the node draining; true the first time.

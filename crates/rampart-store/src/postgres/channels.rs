@@ -16,7 +16,7 @@ use rampart_core::{limits, ChannelId, MessageId, Timestamp, UserId};
 use super::search::{delete_index, insert_index, message_position};
 use super::PgStore;
 use crate::model_channels::*;
-use crate::shared::{index_rows, open_sealed_body, parse_id, KeyMap};
+use crate::shared::{channel_seqs, index_rows, open_sealed_body, parse_id, KeyMap};
 use crate::vault::Vault;
 use crate::{ChannelStore, StoreError, StoreResult};
 
@@ -778,8 +778,15 @@ impl ChannelStore for PgStore {
         .bind(user.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(id, seq)| Ok((ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?, seq)))
-            .collect()
+        channel_seqs(rows)
+    }
+
+    async fn channel_heads(&self, channels: &[ChannelId]) -> StoreResult<Vec<(ChannelId, i64)>> {
+        let ids: Vec<String> = channels.iter().map(|c| c.as_str().to_owned()).collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, last_seq FROM channels WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+        channel_seqs(rows)
     }
 }

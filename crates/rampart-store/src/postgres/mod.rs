@@ -28,7 +28,7 @@ use rampart_core::{Role, SessionId, Timestamp, UserId};
 use crate::model::*;
 use crate::shared::{like_literal, migrator};
 use crate::vault::{KeyConfig, Vault};
-use crate::{Store, StoreError, StoreResult, ThrottleStep};
+use crate::{RateBucket, Store, StoreError, StoreResult, ThrottleStep};
 
 pub use audit::PgAuditStore;
 pub use options::{PgOptions, PgTls, SCHEMA_DEFAULT};
@@ -48,6 +48,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "search", include_str!("../../migrations/postgres/0003_search.sql")),
     (4, "files", include_str!("../../migrations/postgres/0004_files.sql")),
     (5, "audit", include_str!("../../migrations/postgres/0005_audit.sql")),
+    (6, "rate limits", include_str!("../../migrations/postgres/0006_rate_limits.sql")),
 ];
 
 /// Transaction-scoped advisory lock keys (`pg_advisory_xact_lock`), one per invariant that spans
@@ -59,6 +60,9 @@ pub(crate) mod lock_keys {
     pub const KEKS: i64 = 0x7261_6d70_0002;
     /// The audit chain's head (one append at a time, across nodes).
     pub const AUDIT_HEAD: i64 = 0x7261_6d70_0003;
+    /// `rampart db provision` (one at a time per database: concurrent GRANTs on the database
+    /// row fail with "tuple concurrently updated").
+    pub const PROVISION: i64 = 0x7261_6d70_0004;
 }
 
 /// Takes a transaction-scoped advisory lock, released at commit or rollback.
@@ -560,5 +564,35 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn rate_take(&self, key: &str, bucket: RateBucket) -> StoreResult<Option<i64>> {
+        // One statement: the row lock of the upsert orders concurrent takes from every node.
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO rate_limits AS r (key, tat) VALUES ($1, $2 + $3)
+             ON CONFLICT (key) DO UPDATE SET tat = GREATEST(r.tat, $2) + $3
+             WHERE GREATEST(r.tat, $2) + $3 - $2 <= $4
+             RETURNING tat",
+        )
+        .bind(key)
+        .bind(bucket.now_us)
+        .bind(bucket.interval_us)
+        .bind(bucket.tolerance_us)
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let tat: Option<i64> = sqlx::query_scalar("SELECT tat FROM rate_limits WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        // Swept in between: the bucket is full again, so only a moment's wait.
+        Ok(Some(tat.map_or(1, |tat| bucket.wait_us(tat))))
+    }
+
+    async fn rate_sweep(&self, now_us: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM rate_limits WHERE tat < $1").bind(now_us).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 }

@@ -14,7 +14,7 @@
 use sqlx::{Connection, PgConnection, Row};
 
 use super::options::is_plain_identifier;
-use super::{PgOptions, MIGRATIONS};
+use super::{advisory_lock, lock_keys, PgOptions, MIGRATIONS};
 use crate::shared::migrator;
 use crate::{StoreError, StoreResult};
 
@@ -156,6 +156,7 @@ pub async fn provision(admin: &PgOptions, new_password: &mut dyn FnMut() -> Stri
     let names = RoleNames::for_schema(&schema);
     let mut conn = PgConnection::connect_with(&admin.connect_options()).await?;
     let mut tx = conn.begin().await?;
+    advisory_lock(&mut tx, lock_keys::PROVISION).await?;
     let mut roles = Vec::with_capacity(3);
     for name in names.all() {
         let password = ensure_role(&mut tx, name, new_password).await?;

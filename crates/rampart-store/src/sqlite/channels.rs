@@ -15,7 +15,7 @@ use super::search::{delete_index, insert_index, message_rowid};
 use super::SqliteStore;
 use crate::model_channels::*;
 use crate::shared::index_rows;
-use crate::shared::{open_sealed_body, parse_id};
+use crate::shared::{channel_seqs, open_sealed_body, parse_id};
 use crate::vault::Vault;
 use crate::{ChannelStore, StoreError, StoreResult};
 
@@ -764,8 +764,19 @@ impl ChannelStore for SqliteStore {
         .bind(user.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(id, seq)| Ok((ChannelId::parse(&id).ok_or(StoreError::Corrupt("channel id"))?, seq)))
-            .collect()
+        channel_seqs(rows)
+    }
+
+    async fn channel_heads(&self, channels: &[ChannelId]) -> StoreResult<Vec<(ChannelId, i64)>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One placeholder per id (the caller bounds the count); every id is a bound parameter.
+        let sql = format!("SELECT id, last_seq FROM channels WHERE id IN ({})", vec!["?"; channels.len()].join(", "));
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+        for channel in channels {
+            query = query.bind(channel.as_str());
+        }
+        channel_seqs(query.fetch_all(&self.pool).await?)
     }
 }

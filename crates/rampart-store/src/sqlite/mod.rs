@@ -23,7 +23,7 @@ use rampart_core::{Role, SessionId, Timestamp, UserId};
 use crate::model::*;
 use crate::shared::{like_literal, migrator};
 use crate::vault::{KeyConfig, Vault};
-use crate::{Store, StoreError, StoreResult, ThrottleStep};
+use crate::{RateBucket, Store, StoreError, StoreResult, ThrottleStep};
 
 /// Connections in the pool: SQLite has one writer, readers run alongside it in WAL mode.
 const POOL_CONNECTIONS_MAX: u32 = 8;
@@ -47,6 +47,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "files", include_str!("../../migrations/sqlite/0006_files.sql")),
     (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
     (8, "send in one statement", include_str!("../../migrations/sqlite/0008_send_one_statement.sql")),
+    (9, "rate limits", include_str!("../../migrations/sqlite/0009_rate_limits.sql")),
 ];
 
 /// Tokens a message may carry into its INSERT (`token_slots` in migration 0008 holds 0 … this − 1);
@@ -613,5 +614,32 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn rate_take(&self, key: &str, bucket: RateBucket) -> StoreResult<Option<i64>> {
+        let mut conn = self.write_turn().await;
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO rate_limits (key, tat) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (key) DO UPDATE SET tat = MAX(tat, ?2) + ?3 WHERE MAX(tat, ?2) + ?3 - ?2 <= ?4
+             RETURNING tat",
+        )
+        .bind(key)
+        .bind(bucket.now_us)
+        .bind(bucket.interval_us)
+        .bind(bucket.tolerance_us)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let tat: i64 =
+            sqlx::query_scalar("SELECT tat FROM rate_limits WHERE key = ?").bind(key).fetch_one(&mut *conn).await?;
+        Ok(Some(bucket.wait_us(tat)))
+    }
+
+    async fn rate_sweep(&self, now_us: i64) -> StoreResult<u64> {
+        let mut conn = self.write_turn().await;
+        let done = sqlx::query("DELETE FROM rate_limits WHERE tat < ?").bind(now_us).execute(&mut *conn).await?;
+        Ok(done.rows_affected())
     }
 }

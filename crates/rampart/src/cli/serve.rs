@@ -145,6 +145,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let hub = Hub::new(config.ws.queue_len_max);
     let app = open_app(&config, hub.clone()).await?;
     gateway::spawn_session_listener(&app, hub.clone());
+    if let Some(cluster) = &config.cluster {
+        crate::cluster::start(cluster, &node, hub.clone(), app.clone()).await?;
+    }
     set_up_scanning(&config, &app).await;
     let (acceptor, resolver) = tls_acceptor(&config)?;
 
@@ -354,7 +357,9 @@ fn spawn_session_sweeper(app: rampart_app::App) {
         let mut ticker = tokio::time::interval(Duration::from_millis(SESSION_SWEEP_INTERVAL_MS));
         loop {
             ticker.tick().await;
-            app.trim_rate_limits();
+            if let Err(error) = app.trim_rate_limits().await {
+                tracing::warn!(%error, "cannot sweep the shared rate limits");
+            }
             match app.sweep_sessions().await {
                 Ok(0) => {}
                 Ok(ended) => tracing::info!(ended, "expired sessions removed"),

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -152,6 +152,13 @@ impl ChannelOrder {
     }
 }
 
+/// Where the hub passes on what the other nodes of a cluster must hear: events committed here,
+/// and typing notices. Unset on a single node. Must not block.
+pub trait Relay: Send + Sync + std::fmt::Debug {
+    fn event(&self, event: &EventRecord);
+    fn typing(&self, channel: &ChannelId, user: &UserId);
+}
+
 /// A registered connection's end of the hub.
 #[derive(Debug)]
 pub struct Registration {
@@ -179,6 +186,8 @@ pub struct Hub {
     /// Upgraded sockets whose task still runs (registered or not, farewell frames included): a
     /// draining node waits for this to reach zero before it exits.
     sockets: Arc<AtomicU64>,
+    /// The cluster's bus, when this node is one of several.
+    relay: OnceLock<Arc<dyn Relay>>,
 }
 
 /// Counts one upgraded socket in `Hub::open_sockets` while it lives.
@@ -202,7 +211,13 @@ impl Hub {
             queue_drops: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             sockets: Arc::new(AtomicU64::new(0)),
+            relay: OnceLock::new(),
         })
+    }
+
+    /// Makes this node relay its events and typing notices to the rest of a cluster (once).
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let _ = self.relay.set(relay);
     }
 
     /// Registers a connection of `user` (before its channels are read, so no membership change
@@ -299,8 +314,60 @@ impl Hub {
             self.state.read().is_ok_and(|s| s.conns.get(&from_conn).is_some_and(|e| e.channels.contains(channel)));
         if member {
             self.deliver(channel, &Outbound::Ephemeral(frame), Some(from));
+            if let Some(relay) = self.relay.get() {
+                relay.typing(channel, from);
+            }
         }
         member
+    }
+
+    /// A typing notice from another node's connection: to this node's listeners of the channel
+    /// other than the typist.
+    pub fn typing_from_elsewhere(&self, from: &UserId, channel: &ChannelId, frame: Utf8Bytes) {
+        self.deliver(channel, &Outbound::Ephemeral(frame), Some(from));
+    }
+
+    /// Whether a connection here listens to `channel`.
+    pub fn listens(&self, channel: &ChannelId) -> bool {
+        self.state.read().is_ok_and(|s| s.by_channel.contains_key(channel))
+    }
+
+    /// Whether `user` has a connection here.
+    pub fn has_user(&self, user: &UserId) -> bool {
+        self.state.read().is_ok_and(|s| s.by_user.contains_key(user))
+    }
+
+    /// The channels some connection here listens to.
+    pub fn listened_channels(&self) -> Vec<ChannelId> {
+        self.state.read().map(|s| s.by_channel.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The last `seq` of `channel` dispatched in order here, if any event of it was since start.
+    pub fn dispatched_through(&self, channel: &ChannelId) -> Option<i64> {
+        let order = self.order.lock().ok()?;
+        order.get(channel).and_then(|entry| entry.next).map(|next| next - 1)
+    }
+
+    /// Marks `channel` dispatched through `head` if nothing of it was since start: its
+    /// connections took their cursors from the store, so later events follow on from there (a
+    /// connection that is behind still catches up by itself at the next event).
+    pub fn start_at(&self, channel: &ChannelId, head: i64) {
+        if let Ok(mut order) = self.order.lock() {
+            let entry = order.entry(channel.clone()).or_default();
+            if entry.next.is_none() {
+                entry.next = Some(head + 1);
+            }
+        }
+    }
+
+    /// Connections on this session check it again (a notice from another node: checked against
+    /// the store rather than believed).
+    pub fn recheck_session(&self, session: &SessionId) {
+        if let Ok(state) = self.state.read() {
+            for entry in state.conns.values().filter(|e| &e.session == session) {
+                entry.control.raise(&entry.control.recheck);
+            }
+        }
     }
 
     /// Connections on this session must close.
@@ -400,23 +467,41 @@ impl Hub {
 
 impl EventSink for Hub {
     fn publish(&self, event: Arc<EventRecord>) {
-        let live = Arc::new(LiveEvent {
-            channel: event.channel_id.clone(),
-            seq: event.seq,
-            kind: event.kind,
-            user: event.user_id.clone(),
-            frame: Utf8Bytes::from(event_frame(&event)),
-        });
-        self.publish_live(live);
+        self.publish_live(live_event(&event), false);
+        if let Some(relay) = self.relay.get() {
+            relay.event(&event);
+        }
     }
 }
 
+/// A committed event as it goes out: its frame serialized once for every listener.
+fn live_event(event: &EventRecord) -> Arc<LiveEvent> {
+    Arc::new(LiveEvent {
+        channel: event.channel_id.clone(),
+        seq: event.seq,
+        kind: event.kind,
+        user: event.user_id.clone(),
+        frame: Utf8Bytes::from(event_frame(event)),
+    })
+}
+
 impl Hub {
-    fn publish_live(&self, live: Arc<LiveEvent>) {
+    /// An event another node committed, read back from the store: dispatched in order like a
+    /// local one, unless this node has already dispatched past it (then it is dropped here rather
+    /// than by every connection).
+    pub fn publish_fetched(&self, event: &EventRecord) {
+        self.publish_live(live_event(event), true);
+    }
+
+    fn publish_live(&self, live: Arc<LiveEvent>, skip_stale: bool) {
         let (channel, seq) = (live.channel.clone(), live.seq);
         let held = {
             let Ok(mut order) = self.order.lock() else { return };
-            let (ready, held) = order.entry(channel.clone()).or_default().admit(live);
+            let entry = order.entry(channel.clone()).or_default();
+            if skip_stale && (entry.next.is_some_and(|next| seq < next) || entry.held.contains_key(&seq)) {
+                return;
+            }
+            let (ready, held) = entry.admit(live);
             for live in &ready {
                 self.dispatch(live);
             }
@@ -529,7 +614,7 @@ mod tests {
         let mut reg = hub.register(&user, &SessionId::from_generated("s".into()));
         hub.subscribe(reg.id, &[ChannelId::from_generated("c".into())]);
         for seq in [1, 3, 2, 4] {
-            hub.publish_live(live(seq));
+            hub.publish_live(live(seq), false);
         }
         let mut got = Vec::new();
         while let Ok(Outbound::Event(event)) = reg.rx.try_recv() {
@@ -545,8 +630,8 @@ mod tests {
         let mut reg = hub.register(&user, &SessionId::from_generated("s".into()));
         let channel = ChannelId::from_generated("c".into());
         hub.subscribe(reg.id, std::slice::from_ref(&channel));
-        hub.publish_live(live(1));
-        hub.publish_live(live(3));
+        hub.publish_live(live(1), false);
+        hub.publish_live(live(3), false);
         let first = reg.rx.try_recv().expect("1 went out");
         assert!(matches!(first, Outbound::Event(e) if e.seq == 1));
         assert!(reg.rx.try_recv().is_err(), "3 waits");

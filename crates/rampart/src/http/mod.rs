@@ -161,11 +161,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.node.is_draining() {
         return ApiError::new(ErrorCode::Unavailable, "The server is shutting down: use another node.").into_response();
     }
-    if state.app.ready().await {
-        Json(serde_json::json!({ "status": "ready" })).into_response()
-    } else {
-        ApiError::new(ErrorCode::Unavailable, "The server is not ready: its store does not answer.").into_response()
+    if !state.app.ready().await {
+        return ApiError::new(ErrorCode::Unavailable, "The server is not ready: its store does not answer.")
+            .into_response();
     }
+    if state.node.bus().is_some_and(|bus| !bus.is_connected()) {
+        return ApiError::new(ErrorCode::Unavailable, "The server is not ready: it has lost the cluster bus (NATS).")
+            .into_response();
+    }
+    Json(serde_json::json!({ "status": "ready" })).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -6,6 +6,7 @@ mod admin;
 mod alerts;
 mod audit;
 mod cli;
+mod cluster;
 mod drain;
 mod edge;
 mod encryption;

@@ -18,17 +18,8 @@ const URL_VARIABLE: &str = "RAMPART_TEST_POSTGRES_URL";
 /// How long a refused start may take before the test calls it a hang.
 const REFUSAL_WAIT: Duration = Duration::from_secs(30);
 
-fn server_url() -> Option<String> {
-    match std::env::var(URL_VARIABLE) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{URL_VARIABLE} is not set, and CI=true: the PostgreSQL tests must run in CI")
-        }
-        _ => {
-            eprintln!("note: {URL_VARIABLE} is not set; skipping the PostgreSQL serve tests");
-            None
-        }
-    }
+pub(crate) fn server_url() -> Option<String> {
+    crate::support::service_url(URL_VARIABLE, "PostgreSQL")
 }
 
 /// `url` as another user (with that user's password, if any).
@@ -42,7 +33,7 @@ fn as_user(url: &str, user: &str, password: Option<&str>) -> String {
 }
 
 /// Drops the schema and its roles when the test ends, pass or fail.
-struct Cleanup {
+pub(crate) struct Cleanup {
     url: String,
     schema: String,
 }
@@ -82,7 +73,7 @@ impl Drop for Cleanup {
 }
 
 /// Writes a secret to a 0600 file and returns the `file:` reference to it.
-fn secret_file(dirs: &Dirs, name: &str, text: &str) -> String {
+pub(crate) fn secret_file(dirs: &Dirs, name: &str, text: &str) -> String {
     let path = dirs.root.path().join(name);
     std::fs::write(&path, format!("{text}\n")).expect("write");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -119,6 +110,47 @@ fn refused_start(dirs: &Dirs, config_text: &str) -> (i32, String) {
     }
 }
 
+/// A schema provisioned by `rampart db provision`, dropped with its roles when this is dropped.
+pub(crate) struct Provisioned {
+    pub schema: String,
+    url: String,
+    passwords: PathBuf,
+    _cleanup: Cleanup,
+}
+
+impl Provisioned {
+    /// The URL of one of the schema's roles (`app`, `migrator`, `auditor`), with its password.
+    pub fn role_url(&self, suffix: &str) -> String {
+        let role = format!("{}_{suffix}", self.schema);
+        let password = std::fs::read_to_string(self.passwords.join(format!("{role}.password"))).expect("password file");
+        as_user(&self.url, &role, Some(password.trim()))
+    }
+
+    /// The config of a server that runs as the app role and migrates as the migrator.
+    pub fn serve_config(&self, dirs: &Dirs) -> String {
+        let app = secret_file(dirs, "app-url", &self.role_url("app"));
+        let migrator = secret_file(dirs, "migrator-url", &self.role_url("migrator"));
+        format!("database_url = \"{app}\"\n[database]\nschema = \"{}\"\nmigrator_url = \"{migrator}\"\n", self.schema)
+    }
+}
+
+/// Runs `rampart db provision` for a fresh schema on the server at `url`.
+pub(crate) fn provision(url: &str, dirs: &Dirs) -> Provisioned {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let schema = format!("rampart_it{:x}", nanos % (1 << 40));
+    let cleanup = Cleanup { url: url.to_owned(), schema: schema.clone() };
+    let passwords: PathBuf = dirs.root.path().join("passwords");
+    let admin_ref = secret_file(dirs, "admin-url", url);
+    let provision = Command::new(BIN)
+        .args(["db", "provision", "--admin-url", &admin_ref, "--schema", &schema, "--password-dir"])
+        .arg(&passwords)
+        .output()
+        .expect("provision");
+    assert!(provision.status.success(), "{}", String::from_utf8_lossy(&provision.stderr));
+    assert!(provision.stdout.is_empty(), "with --password-dir nothing is printed");
+    Provisioned { schema, url: url.to_owned(), passwords, _cleanup: cleanup }
+}
+
 async fn audit_actions(url: &str, schema: &str) -> Vec<String> {
     let mut admin = PgConnection::connect(url).await.expect("connect");
     let actions = sqlx::query_scalar(&format!("SELECT action FROM \"{schema}\".audit_log ORDER BY seq"))
@@ -132,24 +164,9 @@ async fn audit_actions(url: &str, schema: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_only_as_the_least_privileged_app_role() {
     let Some(url) = server_url() else { return };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let schema = format!("rampart_it{:x}", nanos % (1 << 40));
-    let _cleanup = Cleanup { url: url.clone(), schema: schema.clone() };
     let dirs = Arc::new(Dirs::new());
-    let passwords: PathBuf = dirs.root.path().join("passwords");
-    let admin_ref = secret_file(&dirs, "admin-url", &url);
-    let provision = Command::new(BIN)
-        .args(["db", "provision", "--admin-url", &admin_ref, "--schema", &schema, "--password-dir"])
-        .arg(&passwords)
-        .output()
-        .expect("provision");
-    assert!(provision.status.success(), "{}", String::from_utf8_lossy(&provision.stderr));
-    assert!(provision.stdout.is_empty(), "with --password-dir nothing is printed");
-    let role_url = |suffix: &str| {
-        let role = format!("{schema}_{suffix}");
-        let password = std::fs::read_to_string(passwords.join(format!("{role}.password"))).expect("password file");
-        as_user(&url, &role, Some(password.trim()))
-    };
+    let provisioned = provision(&url, &dirs);
+    let (schema, role_url) = (provisioned.schema.clone(), |suffix: &str| provisioned.role_url(suffix));
     let section = format!("[database]\nschema = \"{schema}\"\n");
 
     // A superuser, and the tables' owner: refused with the reasons, before anything is served.
@@ -162,9 +179,7 @@ async fn serve_runs_only_as_the_least_privileged_app_role() {
     }
 
     // The app role serves; accounts live in PostgreSQL.
-    let app = secret_file(&dirs, "app-url", &role_url("app"));
-    let migrator = secret_file(&dirs, "migrator-url", &role_url("migrator"));
-    let config = format!("database_url = \"{app}\"\n{section}migrator_url = \"{migrator}\"\n");
+    let config = provisioned.serve_config(&dirs);
     let server = Server::start_with(Arc::clone(&dirs), &config, &[]);
     let token = server.invite("member");
     server.enroll_with(&token, "member").await;

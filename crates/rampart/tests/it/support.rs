@@ -22,6 +22,21 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// The URL of a machine service (PostgreSQL, NATS) from `variable`. Unset: the test skips, saying
+/// so, except under `CI=true`, where a missing service is a failure.
+pub fn service_url(variable: &str, service: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{variable} is not set, and CI=true: the {service} tests must run in CI")
+        }
+        _ => {
+            eprintln!("note: {variable} is not set; skipping the {service} tests");
+            None
+        }
+    }
+}
+
 pub struct Dirs {
     pub root: tempfile::TempDir,
 }
@@ -60,7 +75,11 @@ pub struct Server {
 impl Server {
     /// Starts a server with the given extra config text and extra flags.
     pub fn start_with(dirs: Arc<Dirs>, config_text: &str, flags: &[&str]) -> Server {
-        let port = free_port();
+        Self::start_on(dirs, config_text, flags, free_port())
+    }
+
+    /// `start_with` on a given port (a node restarted where the load balancer expects it).
+    pub fn start_on(dirs: Arc<Dirs>, config_text: &str, flags: &[&str], port: u16) -> Server {
         let config = dirs.config(config_text);
         let mut command = Command::new(BIN);
         command
@@ -288,23 +307,7 @@ pub const FRAME_WAIT: Duration = Duration::from_secs(10);
 impl Server {
     /// Opens `/api/v1/events` with optional extra headers (Origin, Cookie, Authorization).
     pub async fn ws_with(&self, headers: &[(&str, String)]) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut config = rustls_client(&[self.ca_pem()], &[&rustls::version::TLS13]);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.expect("tcp");
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        let tls = connector.connect(name, tcp).await.expect("tls");
-        let mut request =
-            format!("wss://localhost:{}/api/v1/events", self.port).into_client_request().expect("request");
-        for (name, value) in headers {
-            request.headers_mut().insert(
-                reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                reqwest::header::HeaderValue::from_str(value).expect("value"),
-            );
-        }
-        let (stream, _) = tokio_tungstenite::client_async(request, tls).await?;
-        Ok(Ws { stream })
+        Ws::open(self.port, &self.ca_pem(), headers).await
     }
 
     /// Connects and authenticates with a first `auth` frame; returns the socket and `ready`.
@@ -317,6 +320,48 @@ impl Server {
 }
 
 impl Ws {
+    /// Opens `/api/v1/events` on the server at `port` (trusting `ca`), with extra headers.
+    pub async fn open(
+        port: u16,
+        ca: &[u8],
+        headers: &[(&str, String)],
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut config = rustls_client(&[ca.to_vec()], &[&rustls::version::TLS13]);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = connector.connect(name, tcp).await?;
+        let mut request = format!("wss://localhost:{port}/api/v1/events").into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                reqwest::header::HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        let (stream, _) = tokio_tungstenite::client_async(request, tls).await?;
+        Ok(Ws { stream })
+    }
+
+    /// The next JSON text frame within `wait`: `Ok(None)` on timeout, `Err(())` once the
+    /// connection is closed or broken.
+    pub async fn poll(&mut self, wait: Duration) -> Result<Option<Value>, ()> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return Ok(None),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return Ok(Some(serde_json::from_str(text.as_str()).map_err(|_| ())?))
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => return Err(()),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     pub async fn send(&mut self, frame: Value) {
         use futures_util::SinkExt;
         self.stream

@@ -143,10 +143,34 @@ impl Relay for Outbox {
     }
 }
 
+/// This node's end of the bus, kept by `serve` for the end of a drain.
+#[derive(Debug)]
+pub struct Bus {
+    client: Client,
+    outbox: Arc<Outbox>,
+}
+
+/// How often a stopping node looks whether its outbox is empty.
+const FLUSH_POLL_MS: u64 = 10;
+
+impl Bus {
+    /// Sends what is still queued (the notices of a draining node's last requests) within `wait`;
+    /// what misses it is found by the other nodes' sweep.
+    pub async fn flush(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, async {
+            while self.outbox.tx.capacity() < self.outbox.tx.max_capacity() {
+                tokio::time::sleep(Duration::from_millis(FLUSH_POLL_MS)).await;
+            }
+            let _ = self.client.flush().await;
+        })
+        .await;
+    }
+}
+
 /// Connects to NATS and starts the node's part of the cluster: its events and session ends go
 /// out, and the other nodes' come in to its hub. Fails when NATS cannot be reached at start; once
 /// connected, the client reconnects on its own and `/readyz` says whether it is connected.
-pub async fn start(config: &ClusterConfig, node: &NodeState, hub: Arc<Hub>, app: App) -> anyhow::Result<()> {
+pub async fn start(config: &ClusterConfig, node: &NodeState, hub: Arc<Hub>, app: App) -> anyhow::Result<Bus> {
     let stats = Arc::new(BusStats::default());
     let sweep = Arc::new(Notify::new());
     let mut options = ConnectOptions::new()
@@ -179,9 +203,9 @@ pub async fn start(config: &ClusterConfig, node: &NodeState, hub: Arc<Hub>, app:
     node.set_bus(Arc::clone(&stats));
     tokio::spawn(publish(client.clone(), subject, rx, Arc::clone(&stats)));
     tokio::spawn(forward_session_ends(app.clone(), Arc::clone(&outbox)));
-    let receiver = Receiver { hub, app, stats, outbox };
+    let receiver = Receiver { hub, app, stats, outbox: Arc::clone(&outbox) };
     tokio::spawn(receiver.run(subscriber, sweep));
-    Ok(())
+    Ok(Bus { client, outbox })
 }
 
 fn on_bus_event(stats: &BusStats, sweep: &Notify, event: &Event) {

@@ -145,9 +145,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let hub = Hub::new(config.ws.queue_len_max);
     let app = open_app(&config, hub.clone()).await?;
     gateway::spawn_session_listener(&app, hub.clone());
-    if let Some(cluster) = &config.cluster {
-        crate::cluster::start(cluster, &node, hub.clone(), app.clone()).await?;
-    }
+    let bus = match &config.cluster {
+        Some(cluster) => Some(crate::cluster::start(cluster, &node, hub.clone(), app.clone()).await?),
+        None => None,
+    };
     set_up_scanning(&config, &app).await;
     let (acceptor, resolver) = tls_acceptor(&config)?;
 
@@ -265,6 +266,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     wait_for_shutdown_signal().await;
     let drain = Duration::from_millis(config.limits.shutdown_drain_ms);
     drain_node(&node, &state_hub, drain, public_shutdown_tx, public_tasks).await;
+    if let Some(bus) = &bus {
+        bus.flush(Duration::from_millis(BUS_FLUSH_MS)).await;
+    }
     let _ = shutdown_tx.send(true);
     // The admin listener and the forwarder stop at once; nothing is waited for past this bound.
     if tokio::time::timeout(Duration::from_millis(FINAL_STOP_MS), async { while tasks.join_next().await.is_some() {} })
@@ -282,6 +286,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The longest a drained node waits for its last cluster notices to go out.
+const BUS_FLUSH_MS: u64 = 1_000;
 /// The longest the admin listener and the forwarder may take to stop once the drain is over.
 const FINAL_STOP_MS: u64 = 2_000;
 /// How often a draining node looks whether its WebSocket clients have all been seen off.

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod baseline;
+mod cluster;
 mod metrics;
 mod options;
 mod process;

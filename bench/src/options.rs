@@ -22,6 +22,10 @@ pub const BODY_PAD_CHARS_MAX: usize = 8_000;
 pub const INFLIGHT_PER_SENDER_MAX: usize = 1_024;
 /// The label of the compared binary is at most this many characters (it is only printed).
 pub const COMPARE_LABEL_CHARS_MAX: usize = 80;
+/// A cluster run starts at most this many nodes (the shipped `deploy/haproxy.cfg` names three).
+pub const NODES_MAX: usize = 3;
+/// A PostgreSQL or NATS URL is at most this many characters.
+pub const SERVICE_URL_CHARS_MAX: usize = 1_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -159,6 +163,21 @@ pub struct RunArgs {
     /// Keep the temporary directory (server data, keys, logs) instead of removing it.
     #[arg(long)]
     pub keep_dir: bool,
+    /// Cluster mode: this many `rampart serve` nodes (1 to 3) on one PostgreSQL schema and NATS,
+    /// behind HAProxy with `deploy/haproxy.cfg`; every client goes through HAProxy. Without it,
+    /// one node on its own SQLite store, reached directly.
+    #[arg(long, requires = "postgres_url")]
+    pub nodes: Option<usize>,
+    /// Cluster mode: an administrator's PostgreSQL URL (loopback), with which a fresh schema is
+    /// provisioned by `rampart db provision` and dropped at the end.
+    #[arg(long, requires = "nodes")]
+    pub postgres_url: Option<String>,
+    /// Cluster mode: the NATS server the nodes talk over (loopback).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Cluster mode: the HAProxy binary (`apt-get install -y haproxy`).
+    #[arg(long, default_value = "/usr/sbin/haproxy")]
+    pub haproxy_bin: PathBuf,
 }
 
 /// A validated run.
@@ -184,6 +203,18 @@ pub struct Plan {
     pub timeout: Duration,
     pub json: bool,
     pub keep_dir: bool,
+    /// Cluster mode (`--nodes`); `None`: one node on SQLite, as before.
+    pub cluster: Option<ClusterPlan>,
+}
+
+/// A validated cluster run: where PostgreSQL, NATS and HAProxy are.
+#[derive(Clone, Debug)]
+pub struct ClusterPlan {
+    pub nodes: usize,
+    /// The administrator's URL; it may hold a password, so it is never printed.
+    pub postgres_url: String,
+    pub nats_url: String,
+    pub haproxy_bin: PathBuf,
 }
 
 impl Plan {
@@ -269,6 +300,22 @@ impl RunArgs {
             }
             targets.push(Target::Compare);
         }
+        let cluster = match self.nodes {
+            None => None,
+            Some(nodes) => Some(ClusterPlan {
+                nodes: within("nodes", nodes, 1, NODES_MAX)?,
+                postgres_url: service_url(
+                    "postgres-url",
+                    self.postgres_url.as_deref().unwrap_or_default(),
+                    &["postgres", "postgresql"],
+                )?,
+                nats_url: service_url("nats-url", &self.nats_url, &["nats"])?,
+                haproxy_bin: self.haproxy_bin,
+            }),
+        };
+        if cluster.is_some() && !targets.contains(&Target::Rampart) {
+            bail!("--nodes needs --target rampart or both: the baseline has no cluster mode");
+        }
         let label_chars = self.compare_label.chars().count();
         if label_chars == 0 || label_chars > COMPARE_LABEL_CHARS_MAX || self.compare_label.contains(char::is_control) {
             bail!("--compare-label must be 1 to {COMPARE_LABEL_CHARS_MAX} printable characters");
@@ -293,8 +340,32 @@ impl RunArgs {
             timeout: Duration::from_secs(within("timeout-secs", self.timeout_secs, 10, TIMEOUT_SECS_MAX)?),
             json: self.json,
             keep_dir: self.keep_dir,
+            cluster,
         })
     }
+}
+
+/// Checks that `url` is `scheme://[user[:password]@]host[:port][/…]` with one of `schemes` and a
+/// loopback host; the error names the flag, never the URL (it may hold a password).
+fn service_url(flag: &str, url: &str, schemes: &[&str]) -> anyhow::Result<String> {
+    if url.is_empty() || url.chars().count() > SERVICE_URL_CHARS_MAX || url.contains(char::is_whitespace) {
+        bail!("--{flag} must be a URL of 1 to {SERVICE_URL_CHARS_MAX} characters without spaces");
+    }
+    let Some((scheme, rest)) = url.split_once("://") else { bail!("--{flag} must be a URL (scheme://host…)") };
+    if !schemes.contains(&scheme) {
+        bail!("--{flag} must start with {}://", schemes.join(":// or "));
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map(|(host, _)| host).unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("--{flag} must name a loopback host (127.0.0.1, ::1 or localhost): this tool only runs on this machine");
+    }
+    Ok(url.to_owned())
 }
 
 #[cfg(test)]
@@ -361,5 +432,34 @@ mod tests {
         let plan = parse(&[]).expect("no comparison");
         assert_eq!(plan.targets, [Target::Baseline]);
         assert_eq!(plan.binary(Target::Compare), None);
+    }
+
+    #[test]
+    fn cluster_mode_needs_postgres_on_loopback_and_at_most_three_nodes() {
+        let this = std::env::current_exe().expect("this test binary");
+        let this = this.to_str().expect("UTF-8 path");
+        let run = |extra: &[&str]| {
+            let mut args = vec!["loadgen", "--target", "rampart", "--rampart-bin", this];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map_err(anyhow::Error::from).and_then(|c| c.run.validate())
+        };
+        let pg = "postgres://postgres@127.0.0.1:5432/test";
+        let plan = run(&["--nodes", "3", "--postgres-url", pg]).expect("a cluster");
+        let cluster = plan.cluster.expect("cluster mode");
+        assert_eq!((cluster.nodes, cluster.nats_url.as_str()), (3, "nats://127.0.0.1:4222"));
+        assert!(run(&[]).expect("one node").cluster.is_none(), "the default is unchanged");
+        assert!(run(&["--nodes", "2"]).is_err(), "--nodes needs --postgres-url");
+        assert!(run(&["--postgres-url", pg]).is_err(), "--postgres-url needs --nodes");
+        assert!(run(&["--nodes", "0", "--postgres-url", pg]).is_err());
+        assert!(run(&["--nodes", "4", "--postgres-url", pg]).is_err());
+        let remote =
+            run(&["--nodes", "1", "--postgres-url", "postgres://u:secret@db.example.com/x"]).expect_err("not loopback");
+        assert!(!remote.to_string().contains("secret"), "{remote}");
+        assert!(run(&["--nodes", "1", "--postgres-url", "postgres://u:p@[::1]:5432/x"]).is_ok());
+        assert!(run(&["--nodes", "1", "--postgres-url", "postgres://localhost/x"]).is_ok());
+        assert!(run(&["--nodes", "1", "--postgres-url", "mysql://127.0.0.1/x"]).is_err());
+        assert!(run(&["--nodes", "1", "--postgres-url", pg, "--nats-url", "nats://10.0.0.1:4222"]).is_err());
+        let baseline = ["loadgen", "--target", "baseline", "--nodes", "1", "--postgres-url", pg];
+        assert!(Cli::try_parse_from(baseline).map_err(anyhow::Error::from).and_then(|c| c.run.validate()).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Server processes under test: started with their output in a log file, ready when the log says
 //! where they listen, measured through `/proc/PID/status`, and killed when dropped, so no server
-//! outlives the run.
+//! outlives the run. Also the CPU time of shared services (PostgreSQL, NATS) found by name, and
+//! one-shot helper commands run with a time limit.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -71,30 +72,87 @@ fn listening_address(log: &str, marker: &str) -> Option<SocketAddr> {
     url[..end].parse().ok()
 }
 
+/// The CPU time (seconds) used so far by every process whose command name (`/proc/PID/comm`)
+/// is `command`, e.g. all of PostgreSQL's backends; processes that exit meanwhile are not counted.
+pub fn cpu_secs_of_command(command: &str) -> anyhow::Result<f64> {
+    let mut ticks = 0_u64;
+    for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // A process may exit between the listing and the read: skip it.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        if command_name(&stat) == Some(command) {
+            ticks += parse_cpu_ticks(&stat).unwrap_or(0);
+        }
+    }
+    Ok(ticks as f64 / USER_HZ)
+}
+
+/// Field 2 of a `/proc/PID/stat` line, without its parentheses.
+fn command_name(stat: &str) -> Option<&str> {
+    Some(&stat[stat.find('(')? + 1..stat.rfind(')')?])
+}
+
+/// Runs `command` to its end within `timeout`; `what` names it in errors. A missing program is
+/// reported as such, with `install` as the hint.
+pub async fn output_within(
+    mut command: Command,
+    timeout: Duration,
+    what: &str,
+    install: &str,
+) -> anyhow::Result<std::process::Output> {
+    command.stdin(Stdio::null());
+    let output = tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || command.output()))
+        .await
+        .with_context(|| format!("{what} took longer than {timeout:?}"))?
+        .with_context(|| format!("{what}: task"))?;
+    match output {
+        Ok(output) => Ok(output),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            bail!("cannot run {what}: not installed ({install})")
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot run {what}")),
+    }
+}
+
 impl ServerProcess {
     /// Starts `command` with stdout and stderr in `log_path`, and waits until the log has the
     /// line with `marker` followed by the address it listens on.
-    pub async fn start(
+    pub async fn start(name: &'static str, command: Command, log_path: &Path, marker: &str) -> anyhow::Result<Self> {
+        let mut server = Self::spawn(name, command, log_path, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        server.wait_for_address(marker).await?;
+        Ok(server)
+    }
+
+    /// Starts `command` with stdout and stderr in `log_path`, for a server that says nothing
+    /// about where it listens: the caller knows `address` and how to tell when it is ready.
+    pub fn spawn(
         name: &'static str,
         mut command: Command,
         log_path: &Path,
-        marker: &str,
+        address: SocketAddr,
     ) -> anyhow::Result<Self> {
         let log = File::create(log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
         command.stdin(Stdio::null()).stdout(log.try_clone().context("log file")?).stderr(log);
         let child = command.spawn().with_context(|| format!("cannot start the {name} server"))?;
-        let mut server = ServerProcess {
-            name,
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            child,
-            log_path: log_path.to_owned(),
-        };
+        Ok(ServerProcess { name, address, child, log_path: log_path.to_owned() })
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    async fn wait_for_address(&mut self, marker: &str) -> anyhow::Result<()> {
+        let (name, server) = (self.name, self);
         let started = Instant::now();
         loop {
-            let text = std::fs::read_to_string(log_path).unwrap_or_default();
+            let text = server.log_text();
             if let Some(address) = listening_address(&text, marker) {
                 server.address = address;
-                return Ok(server);
+                return Ok(());
             }
             if let Some(status) = server.child.try_wait().context("server status")? {
                 bail!("the {name} server exited ({status}) before listening; its log ends:\n{}", server.log_tail());
@@ -131,7 +189,7 @@ impl ServerProcess {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(LOG_TAIL_LINES);
         lines[start..].join("\n")
@@ -164,6 +222,16 @@ mod tests {
         assert_eq!(parse_cpu_ticks(stat), Some(300));
         assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
         assert!(cpu_secs(std::process::id()).expect("own CPU time") >= 0.0);
+    }
+
+    #[test]
+    fn finds_processes_by_command_name() {
+        assert_eq!(command_name("42 (a (b) c) S 1"), Some("a (b) c"));
+        assert_eq!(command_name("42 x S 1"), None);
+        let own = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+        let own = command_name(&own).expect("own name").to_owned();
+        assert!(cpu_secs_of_command(&own).expect("CPU of this program") >= 0.0);
+        assert_eq!(cpu_secs_of_command("no such command here").expect("none"), 0.0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Rampart target: starts `rampart serve` on loopback with fresh directories and generous
-//! limits, makes an admin through `rampart invite`, enrolls and logs in the users through the
-//! HTTP API (invitations from the admin), makes the channels, and sends messages over HTTP/2.
+//! limits (or, with `--nodes`, a cluster behind HAProxy: `cluster.rs`), makes an admin through
+//! `rampart invite`, enrolls and logs in the users through the HTTP API (invitations from the
+//! admin), makes the channels, and sends messages over HTTP/2.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,7 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::cluster::Deployment;
 use crate::options::Plan;
 use crate::process::ServerProcess;
 use crate::tls::{client_config, ALPN_HTTP1, ALPN_HTTP2};
@@ -37,8 +39,11 @@ const ERROR_TEXT_CHARS_MAX: usize = 300;
 pub struct Rampart {
     /// The binary this server runs (`--rampart-bin` or `--compare-bin`).
     pub bin: PathBuf,
-    pub process: ServerProcess,
-    /// `https://localhost:PORT`
+    /// The node, or a cluster's nodes.
+    pub processes: Vec<ServerProcess>,
+    /// Cluster mode: HAProxy and the schema, dropped after the nodes (declared after them).
+    pub cluster: Option<Deployment>,
+    /// `https://localhost:PORT` of the node, or of HAProxy in cluster mode.
     pub base_url: String,
     /// The senders' HTTP/2 pool: one connection per client.
     pub clients: Vec<reqwest::Client>,
@@ -52,7 +57,8 @@ pub struct User {
     pub token: String,
 }
 
-fn config_text(dir: &Path) -> anyhow::Result<String> {
+/// The config: `top_level` keys and `tables` (cluster mode; else empty) around the bench's limits.
+pub fn config_text(dir: &Path, top_level: &str, tables: &str) -> anyhow::Result<String> {
     let audit = dir.join("audit");
     let audit = audit.to_str().context("the temporary path is not UTF-8")?;
     if audit.contains(['"', '\\']) {
@@ -64,9 +70,9 @@ fn config_text(dir: &Path) -> anyhow::Result<String> {
     // Experiments can add TOML (whole tables) through RAMPART_BENCH_EXTRA_CONFIG.
     let extra = std::env::var("RAMPART_BENCH_EXTRA_CONFIG").unwrap_or_default();
     Ok(format!(
-        "audit_dir = \"{audit}\"\n\n\
+        "audit_dir = \"{audit}\"\n{top_level}\n\
          [limits]\nconnections_per_ip_max = 100000\nconnections_max = 100000\n\n\
-         [messages]\nsend_rate_per_sec = 1000000\nsend_burst = 1000000\n\n{extra}\n"
+         [messages]\nsend_rate_per_sec = 1000000\nsend_burst = 1000000\n\n{tables}\n{extra}\n"
     ))
 }
 
@@ -74,27 +80,31 @@ impl Rampart {
     /// Stops this server and starts a new one on the same deployment. Set-up hashes passwords
     /// with Argon2 (tens of MiB each), and the allocator keeps that memory; measured from a fresh
     /// process, the RSS a connection adds is the connection's, not reused hashing memory.
+    /// A cluster is kept as it is: its RSS is not measured per connection, and its nodes would
+    /// have to pass HAProxy's health checks again.
     pub async fn restart(self, plan: &Plan, dir: &Path) -> anyhow::Result<Rampart> {
+        if self.cluster.is_some() {
+            return Ok(self);
+        }
         let bin = self.bin.clone();
         drop(self);
         Self::start(plan, &bin, dir, "server-measured.log").await
     }
 
-    /// Starts `bin serve` in `dir` (data, keys, audit and the log `log_name` under it).
+    /// Starts `bin serve` in `dir` (data, keys, audit and the log `log_name` under it), or in
+    /// cluster mode the nodes and HAProxy (logs `node1.log`…, `haproxy.log`).
     pub async fn start(plan: &Plan, bin: &Path, dir: &Path, log_name: &str) -> anyhow::Result<Rampart> {
-        let config = dir.join("rampart.toml");
-        std::fs::write(&config, config_text(dir)?).context("writing rampart.toml")?;
-        let port = free_port(plan)?;
-        let mut command = Command::new(bin);
-        command
-            .arg("serve")
-            .args(deployment_flags(dir))
-            .arg("--listen")
-            .arg(std::net::SocketAddr::new(plan.host, port).to_string())
-            // The config file's log level, not whatever the caller's shell had.
-            .env_remove("RUST_LOG");
-        let process = ServerProcess::start("rampart", command, &dir.join(log_name), LISTENING_MARKER).await?;
-        let address = process.address;
+        let (processes, cluster, address) = match &plan.cluster {
+            Some(cluster) => {
+                let started = crate::cluster::start(plan, cluster, bin, dir).await?;
+                (started.nodes, Some(started.deployment), started.address)
+            }
+            None => {
+                let process = Self::start_one(plan, bin, dir, log_name).await?;
+                let address = process.address;
+                (vec![process], None, address)
+            }
+        };
         let ca_pem =
             std::fs::read(dir.join("keys").join("dev-ca.pem")).context("reading the development CA rampart wrote")?;
         let mut clients = Vec::with_capacity(plan.http_connections);
@@ -116,7 +126,22 @@ impl Rampart {
             origin: Some(base_url.clone()),
             tls: tokio_rustls::TlsConnector::from(Arc::new(client_config(&ca_pem, &[ALPN_HTTP1])?)),
         };
-        Ok(Rampart { bin: bin.to_owned(), process, base_url, clients, endpoint })
+        Ok(Rampart { bin: bin.to_owned(), processes, cluster, base_url, clients, endpoint })
+    }
+
+    async fn start_one(plan: &Plan, bin: &Path, dir: &Path, log_name: &str) -> anyhow::Result<ServerProcess> {
+        let config = dir.join("rampart.toml");
+        std::fs::write(&config, config_text(dir, "", "")?).context("writing rampart.toml")?;
+        let port = free_port(plan)?;
+        let mut command = Command::new(bin);
+        command
+            .arg("serve")
+            .args(deployment_flags(dir))
+            .arg("--listen")
+            .arg(std::net::SocketAddr::new(plan.host, port).to_string())
+            // The config file's log level, not whatever the caller's shell had.
+            .env_remove("RUST_LOG");
+        ServerProcess::start("rampart", command, &dir.join(log_name), LISTENING_MARKER).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -293,7 +318,8 @@ pub async fn post_message(
     Some(status)
 }
 
-fn deployment_flags(dir: &Path) -> Vec<std::ffi::OsString> {
+/// `--config`, `--data-dir` and `--key-dir` of the deployment in `dir`.
+pub fn deployment_flags(dir: &Path) -> Vec<std::ffi::OsString> {
     let path = |name: &str| -> PathBuf { dir.join(name) };
     vec![
         "--config".into(),
@@ -306,7 +332,7 @@ fn deployment_flags(dir: &Path) -> Vec<std::ffi::OsString> {
 }
 
 /// A free port on the plan's loopback address (bound, then released for the server).
-fn free_port(plan: &Plan) -> anyhow::Result<u16> {
+pub fn free_port(plan: &Plan) -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind((plan.host, 0)).context("finding a free port")?;
     Ok(listener.local_addr().context("free port")?.port())
 }
@@ -339,10 +365,19 @@ mod tests {
 
     #[test]
     fn the_config_sets_the_audit_dir_and_limits() {
-        let text = config_text(Path::new("/tmp/rampart-bench-x/rampart")).expect("config");
+        let text = config_text(Path::new("/tmp/rampart-bench-x/rampart"), "", "").expect("config");
         assert!(text.contains("audit_dir = \"/tmp/rampart-bench-x/rampart/audit\""));
         assert!(text.contains("connections_per_ip_max = 100000"));
         assert!(text.contains("[messages]\nsend_rate_per_sec = 1000000\n"));
-        assert!(config_text(Path::new("/tmp/a\"b")).is_err());
+        assert!(config_text(Path::new("/tmp/a\"b"), "", "").is_err());
+        let text = config_text(
+            Path::new("/tmp/x"),
+            "nats_url = \"nats://127.0.0.1:4222\"\n",
+            "[proxy]\nprotocol = \"proxy-v2\"\n",
+        )
+        .expect("cluster config");
+        let (before_tables, _) = text.split_once("\n[").expect("tables");
+        assert!(before_tables.contains("nats_url"), "top-level keys come before every table:\n{text}");
+        assert!(text.contains("\n[proxy]\nprotocol = \"proxy-v2\"\n"));
     }
 }

@@ -8,8 +8,32 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
+use crate::cluster::NodeCounters;
 use crate::metrics::{LatencySummary, Metrics};
 use crate::options::{Plan, Scenario, Target};
+
+/// What the servers used during the measured phase.
+#[derive(Clone, Debug)]
+pub struct ServerFigures {
+    /// CPU time of each server process (one, or each node of a cluster), in seconds.
+    pub node_cpu_secs: Vec<f64>,
+    /// RSS summed over the server processes: before the connections, with them, at the end.
+    pub rss_kib: [u64; 3],
+    pub cluster: Option<ClusterFigures>,
+}
+
+/// Cluster mode's figures beyond the nodes' own.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterFigures {
+    pub nodes: usize,
+    /// CPU time of the services the nodes stand on (postgres, nats-server, haproxy), in seconds,
+    /// over the same phase as `server_cpu_secs`.
+    pub service_cpu_secs: BTreeMap<String, f64>,
+    /// Each node's counters over the phase (from its `/metrics`): notices sent and received on
+    /// the bus, store reads of other nodes' events (`backfills`), queue drops; and its open
+    /// WebSocket connections at the end.
+    pub node_counters: NodeCounters,
+}
 
 /// One target's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -39,14 +63,21 @@ pub struct TargetReport {
     /// Send→accept of HTTP sends (Rampart's `201`); empty for the baseline, whose sends are
     /// frames on an open WebSocket with no answer.
     pub accept_latency: LatencySummary,
+    /// RSS of the server, or summed over a cluster's nodes.
     pub rss_kib_before: u64,
     pub rss_kib_connected: u64,
     pub rss_kib_after: u64,
-    /// (RSS with the connections open − RSS before) / connections.
+    /// (RSS with the connections open − RSS before) / connections. In cluster mode the nodes are
+    /// not restarted after set-up, so reused Argon2 memory may make it too small.
     pub rss_kib_per_connection: f64,
-    /// CPU time the server used (all threads) from the first send to the end of the drain (idle:
-    /// over the hold). Less disturbed than throughput by other work on the machine.
+    /// CPU time the server used (all threads; a cluster: all nodes) from the first send to the
+    /// end of the drain (idle: over the hold). Less disturbed than throughput by other work on
+    /// the machine.
     pub server_cpu_secs: f64,
+    /// `server_cpu_secs` by node (one entry outside cluster mode).
+    pub node_cpu_secs: Vec<f64>,
+    /// Cluster mode (`--nodes`) only.
+    pub cluster: Option<ClusterFigures>,
     /// `server_cpu_secs` per message sent, in milliseconds; `null` when nothing was sent.
     pub server_cpu_ms_per_message: Option<f64>,
 }
@@ -58,9 +89,10 @@ impl TargetReport {
         metrics: &Metrics,
         started_nanos: u64,
         connections_open_at_end: usize,
-        server_cpu_secs: f64,
-        [rss_kib_before, rss_kib_connected, rss_kib_after]: [u64; 3],
+        servers: ServerFigures,
     ) -> Self {
+        let [rss_kib_before, rss_kib_connected, rss_kib_after] = servers.rss_kib;
+        let server_cpu_secs: f64 = servers.node_cpu_secs.iter().sum();
         let sent = metrics.sent.load(Ordering::Relaxed);
         let delivered = metrics.delivered.load(Ordering::Relaxed);
         let last = metrics.last_delivery_nanos.load(Ordering::Relaxed);
@@ -105,6 +137,8 @@ impl TargetReport {
             rss_kib_per_connection: rss_kib_connected.saturating_sub(rss_kib_before) as f64 / plan.users as f64,
             server_cpu_secs,
             server_cpu_ms_per_message: (sent > 0).then(|| 1000.0 * server_cpu_secs / sent as f64),
+            node_cpu_secs: servers.node_cpu_secs,
+            cluster: servers.cluster,
         }
     }
 }
@@ -272,6 +306,9 @@ fn write_target(out: &mut String, t: &TargetReport) {
             let _ = writeln!(out, "  server CPU  {:.2} s while the connections were held", t.server_cpu_secs);
         }
     }
+    if let Some(cluster) = &t.cluster {
+        write_cluster(out, t, cluster);
+    }
     let errors = if t.errors.is_empty() {
         "none".to_owned()
     } else {
@@ -280,7 +317,8 @@ fn write_target(out: &mut String, t: &TargetReport) {
     let _ = writeln!(out, "  errors      {} ({errors})", t.errors_total);
     let _ = writeln!(
         out,
-        "  memory      RSS {:.1} MiB before, {:.1} MiB with {} connections, {:.1} MiB at the end; {:.1} KiB per connection",
+        "  memory      RSS{} {:.1} MiB before, {:.1} MiB with {} connections, {:.1} MiB at the end; {:.1} KiB per connection",
+        if t.cluster.is_some() { " (all nodes, not restarted after set-up)" } else { "" },
         mib(t.rss_kib_before),
         mib(t.rss_kib_connected),
         t.connections,
@@ -293,6 +331,27 @@ fn write_target(out: &mut String, t: &TargetReport) {
             "  warning     only {} of {} connections were still open at the end",
             t.connections_open_at_end, t.connections
         );
+    }
+}
+
+/// Cluster mode: CPU by node and by service, and each node's bus counters.
+fn write_cluster(out: &mut String, t: &TargetReport, cluster: &ClusterFigures) {
+    let by_node: Vec<String> = t.node_cpu_secs.iter().map(|secs| format!("{secs:.2}")).collect();
+    let services: Vec<String> =
+        cluster.service_cpu_secs.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
+    let _ = writeln!(
+        out,
+        "  cluster     {} nodes behind haproxy; node CPU {} s; {}",
+        cluster.nodes,
+        by_node.join(" + "),
+        services.join(", ")
+    );
+    let short = |name: &str| {
+        name.trim_start_matches("rampart_").trim_start_matches("cluster_").trim_start_matches("websocket_").to_owned()
+    };
+    for (index, counters) in cluster.node_counters.iter().enumerate() {
+        let shown: Vec<String> = counters.iter().map(|(name, value)| format!("{} {value:.0}", short(name))).collect();
+        let _ = writeln!(out, "  node {}      {}", index + 1, shown.join(", "));
     }
 }
 

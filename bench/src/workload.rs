@@ -15,11 +15,12 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::cluster::Deployment;
 use crate::metrics::{message_body, Clock, Metrics};
 use crate::options::{Plan, Scenario, Target};
 use crate::process::ServerProcess;
 use crate::rampart::{post_message, Rampart};
-use crate::report::TargetReport;
+use crate::report::{ClusterFigures, ServerFigures, TargetReport};
 use crate::ws::{Connection, Endpoint, Hello};
 
 /// After the connections are open, the server gets this long to settle before its RSS is read.
@@ -89,7 +90,7 @@ async fn run_baseline(plan: &Plan, dir: &Path) -> anyhow::Result<TargetReport> {
     let senders =
         sender_users(plan).into_iter().map(|user| SendPath::Ws { connection: user, room: room_of(user) }).collect();
     let setup = Setup { endpoint, hellos, senders };
-    measure(plan, Target::Baseline, &mut process, setup).await
+    measure(plan, Target::Baseline, std::slice::from_mut(&mut process), None, setup).await
 }
 
 /// The users who send: fanout, the first S; dm, the first user of each of the first S pairs.
@@ -137,22 +138,43 @@ async fn run_rampart(plan: &Plan, target: Target, bin: &Path, dir: &Path) -> any
         })
         .collect();
     let setup = Setup { endpoint: rampart.endpoint.clone(), hellos, senders };
-    measure(plan, target, &mut rampart.process, setup).await
+    measure(plan, target, &mut rampart.processes, rampart.cluster.as_mut(), setup).await
 }
 
+/// The sum of the servers' RSS, in KiB.
+fn rss_kib_sum(processes: &[ServerProcess]) -> anyhow::Result<u64> {
+    processes.iter().map(ServerProcess::rss_kib).sum()
+}
+
+fn check_alive(processes: &mut [ServerProcess], cluster: &mut Option<&mut Deployment>) -> anyhow::Result<()> {
+    for process in processes.iter_mut() {
+        process.check_alive()?;
+    }
+    match cluster {
+        Some(cluster) => cluster.check_alive(),
+        None => Ok(()),
+    }
+}
+
+/// `processes`: the server, or a cluster's nodes (their CPU time and RSS are summed).
 async fn measure(
     plan: &Plan,
     target: Target,
-    process: &mut ServerProcess,
+    processes: &mut [ServerProcess],
+    mut cluster: Option<&mut Deployment>,
     setup: Setup,
 ) -> anyhow::Result<TargetReport> {
     let metrics = Arc::new(Metrics::new(Clock::new())?);
-    let rss_before_kib = process.rss_kib()?;
+    let rss_before_kib = rss_kib_sum(processes)?;
     let connections = open_all(plan, &setup, &metrics).await?;
     tokio::time::sleep(SETTLE).await;
-    process.check_alive()?;
-    let rss_connected_kib = process.rss_kib()?;
-    let cpu_before_secs = process.cpu_secs()?;
+    check_alive(processes, &mut cluster)?;
+    let rss_connected_kib = rss_kib_sum(processes)?;
+    let cluster_before = match &cluster {
+        Some(cluster) => Some((cluster.service_cpu_secs()?, cluster.scrape().await?)),
+        None => None,
+    };
+    let cpu_before_secs = processes.iter().map(ServerProcess::cpu_secs).collect::<anyhow::Result<Vec<f64>>>()?;
     let started_nanos = metrics.clock.now_nanos();
     if plan.scenario == Scenario::Idle {
         tokio::time::sleep(plan.duration).await;
@@ -160,21 +182,36 @@ async fn measure(
         send_phase(plan, &setup.senders, &connections, &metrics).await;
         drain(plan, &metrics).await;
     }
-    process.check_alive()?;
-    let server_cpu_secs = process.cpu_secs()? - cpu_before_secs;
-    let rss_after_kib = process.rss_kib()?;
+    check_alive(processes, &mut cluster)?;
+    let node_cpu_secs = processes
+        .iter()
+        .zip(&cpu_before_secs)
+        .map(|(process, before)| Ok(process.cpu_secs()? - before))
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    let cluster = match (&cluster, cluster_before) {
+        (Some(cluster), Some((cpu_before, counters_before))) => {
+            let cpu_after = cluster.service_cpu_secs()?;
+            let counters_after = cluster.scrape().await?;
+            Some(ClusterFigures {
+                nodes: processes.len(),
+                service_cpu_secs: cpu_after
+                    .into_iter()
+                    .map(|(name, after)| {
+                        let before = cpu_before.get(&name).copied().unwrap_or(0.0);
+                        (name, after - before)
+                    })
+                    .collect(),
+                node_counters: crate::cluster::counter_growth(&counters_before, &counters_after),
+            })
+        }
+        _ => None,
+    };
+    let rss_after_kib = rss_kib_sum(processes)?;
     let still_open = connections.iter().filter(|c| c.is_open()).count();
     metrics.stopping.store(true, Ordering::Relaxed);
     drop(connections);
-    Ok(TargetReport::new(
-        plan,
-        target,
-        &metrics,
-        started_nanos,
-        still_open,
-        server_cpu_secs,
-        [rss_before_kib, rss_connected_kib, rss_after_kib],
-    ))
+    let servers = ServerFigures { node_cpu_secs, rss_kib: [rss_before_kib, rss_connected_kib, rss_after_kib], cluster };
+    Ok(TargetReport::new(plan, target, &metrics, started_nanos, still_open, servers))
 }
 
 /// Opens every connection, `connect_concurrency` at a time; the first failure ends the run.

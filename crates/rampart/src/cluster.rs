@@ -255,9 +255,10 @@ async fn forward_session_ends(app: App, outbox: Arc<Outbox>) {
     }
 }
 
-/// What a batch of notices asks of one channel: read up to `through`.
-#[derive(Debug, Default)]
+/// What a batch of notices asks of one channel: its events `from` … `through`.
+#[derive(Debug)]
 struct Wanted {
+    from: i64,
     through: i64,
 }
 
@@ -286,7 +287,7 @@ impl Receiver {
                     }
                     let wanted = self.take(batch.iter().map(|m| m.payload.as_ref()));
                     for (channel, want) in wanted {
-                        self.backfill(&channel, want.through).await;
+                        self.backfill(&channel, want.from, want.through).await;
                     }
                 }
                 () = sweep.notified() => {
@@ -334,7 +335,8 @@ impl Receiver {
                 let joins_here =
                     kind == EventKind::MemberJoined && user.flatten().is_some_and(|u| self.hub.has_user(&u));
                 if self.hub.listens(&channel) || joins_here {
-                    let entry = wanted.entry(channel).or_default();
+                    let entry = wanted.entry(channel).or_insert(Wanted { from: s, through: s });
+                    entry.from = entry.from.min(s);
                     entry.through = entry.through.max(s);
                 }
             }
@@ -364,12 +366,14 @@ impl Receiver {
 
     /// Reads `channel`'s events after the last one this node dispatched, through `through` at
     /// least, and hands them to the hub. A channel not dispatched here since start is read from
-    /// `through` alone: its connections already hold their cursors from the store.
-    async fn backfill(&self, channel: &ChannelId, through: i64) {
+    /// `from`, the first event the notices named: its connections hold their cursors from the
+    /// store, so anything older is theirs already.
+    async fn backfill(&self, channel: &ChannelId, from: i64, through: i64) {
+        let oldest = through - i64::from(CLUSTER_BACKFILL_EVENTS_MAX);
         let after = match self.hub.dispatched_through(channel) {
             Some(done) if done >= through => return,
-            Some(done) => done.max(through - i64::from(CLUSTER_BACKFILL_EVENTS_MAX)),
-            None => through - 1,
+            Some(done) => done.max(oldest),
+            None => (from - 1).max(oldest),
         };
         self.stats.backfills.fetch_add(1, Ordering::Relaxed);
         match self.app.events_for_fanout(channel, after, CLUSTER_BACKFILL_EVENTS_MAX).await {
@@ -411,7 +415,7 @@ impl Receiver {
                 match self.hub.dispatched_through(&channel) {
                     Some(done) if head > done => {
                         self.stats.sweep_repairs.fetch_add(1, Ordering::Relaxed);
-                        self.backfill(&channel, head).await;
+                        self.backfill(&channel, head, head).await;
                     }
                     Some(_) => {}
                     None => self.hub.start_at(&channel, head),

@@ -274,7 +274,7 @@ impl Live {
 
     async fn on_outbound(&mut self, item: Outbound) -> Option<Exit> {
         let result = match item {
-            Outbound::Ephemeral(frame) => self.socket.feed(Message::Text(frame)).await,
+            Outbound::Ephemeral(frame) => self.socket.feed(Message::Text(Utf8Bytes::clone(&frame))).await,
             Outbound::Event(event) => return self.on_event(&event).await,
         };
         result.err().map(|_| Exit::Gone)

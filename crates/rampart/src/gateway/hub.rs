@@ -42,8 +42,9 @@ pub struct LiveEvent {
 #[derive(Debug, Clone)]
 pub enum Outbound {
     Event(Arc<LiveEvent>),
-    /// An ephemeral frame (typing) with no seq.
-    Ephemeral(Utf8Bytes),
+    /// An ephemeral frame (typing) with no seq. (In an `Arc`, so every variant is one pointer
+    /// and each connection's queue storage is half the size it would be with the frame inline.)
+    Ephemeral(Arc<Utf8Bytes>),
 }
 
 /// Out-of-band signals to a connection's task.
@@ -64,6 +65,14 @@ impl Control {
     }
 }
 
+/// A connection listening to a channel: what the hub needs to deliver to it, without a lookup.
+#[derive(Debug)]
+struct Listener {
+    conn: ConnId,
+    tx: mpsc::Sender<Outbound>,
+    control: Arc<Control>,
+}
+
 #[derive(Debug)]
 struct Entry {
     user: UserId,
@@ -77,14 +86,15 @@ struct Entry {
 struct State {
     conns: HashMap<ConnId, Entry>,
     by_user: HashMap<UserId, Vec<ConnId>>,
-    by_channel: HashMap<ChannelId, Vec<ConnId>>,
+    by_channel: HashMap<ChannelId, Vec<Listener>>,
 }
 
 impl State {
     fn subscribe(&mut self, conn: ConnId, channel: &ChannelId) {
         if let Some(entry) = self.conns.get_mut(&conn) {
             if entry.channels.insert(channel.clone()) {
-                self.by_channel.entry(channel.clone()).or_default().push(conn);
+                let listener = Listener { conn, tx: entry.tx.clone(), control: Arc::clone(&entry.control) };
+                self.by_channel.entry(channel.clone()).or_default().push(listener);
             }
         }
     }
@@ -94,7 +104,7 @@ impl State {
             entry.channels.remove(channel);
         }
         if let Some(list) = self.by_channel.get_mut(channel) {
-            list.retain(|c| *c != conn);
+            list.retain(|l| l.conn != conn);
             if list.is_empty() {
                 self.by_channel.remove(channel);
             }
@@ -242,7 +252,7 @@ impl Hub {
         let Some(entry) = state.conns.remove(&conn) else { return };
         for channel in &entry.channels {
             if let Some(list) = state.by_channel.get_mut(channel) {
-                list.retain(|c| *c != conn);
+                list.retain(|l| l.conn != conn);
                 if list.is_empty() {
                     state.by_channel.remove(channel);
                 }
@@ -280,14 +290,16 @@ impl Hub {
     fn deliver(&self, channel: &ChannelId, item: &Outbound, skip_user: Option<&UserId>) {
         let Ok(state) = self.state.read() else { return };
         let Some(list) = state.by_channel.get(channel) else { return };
-        for conn in list {
-            let Some(entry) = state.conns.get(conn) else { continue };
-            if skip_user.is_some_and(|u| *u == entry.user) {
-                continue;
+        for listener in list {
+            // Only typing skips a user; events go to every listener without a lookup.
+            if let Some(user) = skip_user {
+                if state.conns.get(&listener.conn).is_none_or(|entry| entry.user == *user) {
+                    continue;
+                }
             }
-            if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(item.clone()) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = listener.tx.try_send(item.clone()) {
                 self.queue_drops.fetch_add(1, Ordering::Relaxed);
-                entry.control.raise(&entry.control.lagged);
+                listener.control.raise(&listener.control.lagged);
             }
         }
     }
@@ -298,7 +310,7 @@ impl Hub {
         let member =
             self.state.read().is_ok_and(|s| s.conns.get(&from_conn).is_some_and(|e| e.channels.contains(channel)));
         if member {
-            self.deliver(channel, &Outbound::Ephemeral(frame), Some(from));
+            self.deliver(channel, &Outbound::Ephemeral(Arc::new(frame)), Some(from));
         }
         member
     }
@@ -447,6 +459,13 @@ mod tests {
         let (user, session) = ids(2);
         let after = hub.register(&user, &session);
         assert!(after.control.draining.load(Ordering::Acquire), "a connection registered during the drain is told");
+    }
+
+    #[test]
+    fn a_queue_slot_is_two_words() {
+        // A connection's queue allocates slots in blocks of 32, used or not: slot size is memory
+        // per idle connection.
+        assert!(std::mem::size_of::<Outbound>() <= 2 * std::mem::size_of::<usize>());
     }
 
     #[test]

@@ -13,15 +13,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
+use futures_util::task::AtomicWaker;
 use rampart_app::EventSink;
 use rampart_core::channel::EventKind;
 use rampart_core::limits::{HUB_REORDER_HELD_MAX, HUB_REORDER_WAIT_MS};
 use rampart_core::{ChannelId, SessionId, UserId};
 use rampart_store::EventRecord;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::http::wire::event_frame;
 
@@ -38,16 +40,32 @@ pub struct LiveEvent {
     pub frame: Utf8Bytes,
 }
 
-/// What the hub puts in a connection's queue.
-#[derive(Debug, Clone)]
+/// What a connection's queue carries to its writer: from the hub, events and ephemeral frames;
+/// from the connection's own reader, what the client sent and the heartbeat. One queue, so the
+/// writer wakes for one reason only: something to do.
+#[derive(Debug)]
 pub enum Outbound {
     Event(Arc<LiveEvent>),
     /// An ephemeral frame (typing) with no seq. (In an `Arc`, so every variant is one pointer
     /// and each connection's queue storage is half the size it would be with the frame inline.)
     Ephemeral(Arc<Utf8Bytes>),
+    /// A frame the client sent (boxed: client frames are rare and the queue's slots stay small),
+    /// or `None` once the client has closed or its socket has failed.
+    Client(Option<Box<ClientMessage>>),
+    /// The heartbeat interval has passed: time to check the idle deadline and ping.
+    Heartbeat,
 }
 
-/// Out-of-band signals to a connection's task.
+/// A frame from the client on its way from the connection's reader to its writer. The reader
+/// reads nothing more until `done` is answered (or dropped), so a client has at most one frame
+/// waiting, as when one task both read and wrote.
+#[derive(Debug)]
+pub struct ClientMessage {
+    pub message: Message,
+    pub done: oneshot::Sender<()>,
+}
+
+/// Out-of-band signals to a connection's writer.
 #[derive(Debug, Default)]
 pub struct Control {
     pub lagged: AtomicBool,
@@ -55,13 +73,27 @@ pub struct Control {
     pub recheck: AtomicBool,
     /// The node is draining: the connection says `reconnect` and closes.
     pub draining: AtomicBool,
-    pub notify: Notify,
+    /// The writer, woken when a flag is raised. (An `AtomicWaker` rather than a `Notify`: the
+    /// writer polls it on every wake, and registering the same waker again takes no lock.)
+    waker: AtomicWaker,
 }
 
 impl Control {
     fn raise(&self, flag: &AtomicBool) {
         flag.store(true, Ordering::Release);
-        self.notify.notify_one();
+        self.waker.wake();
+    }
+
+    /// Ready while any flag is raised. The waker is registered before the flags are read, so a
+    /// flag raised in between is not missed.
+    pub fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        let flags = [&self.lagged, &self.revoked, &self.recheck, &self.draining];
+        if flags.iter().any(|flag| flag.load(Ordering::Acquire)) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -167,6 +199,8 @@ impl ChannelOrder {
 pub struct Registration {
     pub id: ConnId,
     pub rx: mpsc::Receiver<Outbound>,
+    /// The same queue's sending end, for the connection's own reader.
+    pub tx: mpsc::Sender<Outbound>,
     pub control: Arc<Control>,
 }
 
@@ -224,7 +258,7 @@ impl Hub {
         let entry = Entry {
             user: user.clone(),
             session: session.clone(),
-            tx,
+            tx: tx.clone(),
             control: Arc::clone(&control),
             channels: HashSet::new(),
         };
@@ -236,7 +270,7 @@ impl Hub {
                 control.raise(&control.draining);
             }
         }
-        Registration { id, rx, control }
+        Registration { id, rx, tx, control }
     }
 
     pub fn subscribe(&self, conn: ConnId, channels: &[ChannelId]) {
@@ -287,7 +321,8 @@ impl Hub {
         self.queue_drops.load(Ordering::Relaxed)
     }
 
-    fn deliver(&self, channel: &ChannelId, item: &Outbound, skip_user: Option<&UserId>) {
+    /// Queues `item()` for each listener of `channel` (but `skip_user`'s).
+    fn deliver(&self, channel: &ChannelId, item: impl Fn() -> Outbound, skip_user: Option<&UserId>) {
         let Ok(state) = self.state.read() else { return };
         let Some(list) = state.by_channel.get(channel) else { return };
         for listener in list {
@@ -297,7 +332,7 @@ impl Hub {
                     continue;
                 }
             }
-            if let Err(mpsc::error::TrySendError::Full(_)) = listener.tx.try_send(item.clone()) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = listener.tx.try_send(item()) {
                 self.queue_drops.fetch_add(1, Ordering::Relaxed);
                 listener.control.raise(&listener.control.lagged);
             }
@@ -310,7 +345,8 @@ impl Hub {
         let member =
             self.state.read().is_ok_and(|s| s.conns.get(&from_conn).is_some_and(|e| e.channels.contains(channel)));
         if member {
-            self.deliver(channel, &Outbound::Ephemeral(Arc::new(frame)), Some(from));
+            let frame = Arc::new(frame);
+            self.deliver(channel, || Outbound::Ephemeral(Arc::clone(&frame)), Some(from));
         }
         member
     }
@@ -375,7 +411,7 @@ impl Hub {
         if live.kind == EventKind::MemberJoined {
             self.membership_change(live, true);
         }
-        self.deliver(&live.channel, &Outbound::Event(Arc::clone(live)), None);
+        self.deliver(&live.channel, || Outbound::Event(Arc::clone(live)), None);
         // A member who left hears that they left, then nothing more.
         if live.kind == EventKind::MemberLeft {
             self.membership_change(live, false);

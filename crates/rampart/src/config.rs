@@ -158,8 +158,10 @@ pub struct WsLimits {
 }
 
 /// WebSocket read and write buffer defaults: small, because most connections are idle most of
-/// the time (the library's own defaults cost ~128 KiB each).
-const WS_READ_BUFFER_BYTES: usize = 1024;
+/// the time (the library's own defaults cost ~128 KiB each). The read buffer is held by every
+/// connection for its whole life, and client frames are small (typing, resume); a larger frame
+/// grows it for that frame only.
+const WS_READ_BUFFER_BYTES: usize = 512;
 const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 const WS_MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 

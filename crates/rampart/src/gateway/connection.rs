@@ -2,6 +2,11 @@
 //! deliver events exactly once and in `seq` order per channel — catching up from the store
 //! whenever a gap appears — and ephemeral typing notices, with heartbeats, an idle deadline, and
 //! closing when the session ends or the client falls behind.
+//!
+//! Once started, a connection is two tasks. The writer owns the socket's sending half and all
+//! the connection's state, and waits on its queue and its control signals only, so a delivery
+//! wakes nothing else. The reader owns the receiving half: it hands each client frame, and a
+//! heartbeat every ping interval, to the writer through the same queue.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -9,15 +14,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rampart_app::{App, Authenticated};
 use rampart_core::channel::EventKind;
-use rampart_core::{limits, ChannelId};
+use rampart_core::{limits, ChannelId, UserId};
 use rampart_crypto::Token;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-use super::hub::{Hub, LiveEvent, Outbound, Registration};
+use super::hub::{ClientMessage, Hub, LiveEvent, Outbound, Registration};
 use crate::config::WsLimits;
 use crate::http::wire::event_frame;
 
@@ -25,6 +33,14 @@ pub struct Context {
     pub app: App,
     pub hub: Arc<Hub>,
     pub limits: WsLimits,
+}
+
+/// What a connection starts from: the server's context and, when the upgrade request carried a
+/// valid token, its authentication. The caller boxes it, so each future that carries it to the
+/// connection (and keeps the slot for its whole life) holds one pointer instead of a copy.
+pub struct Start {
+    pub ctx: Context,
+    pub pre_auth: Option<(Authenticated, Token)>,
 }
 
 /// How long a new connection waits for an optional `resume` before delivering live events. A
@@ -68,24 +84,39 @@ enum Exit {
     Close { code: u16, reason: &'static str, farewell: Vec<Message> },
 }
 
+/// The socket's sending half, the writer's. (Split as soon as it is upgraded: the halves are a
+/// pointer each, and the socket itself lives once, behind them.)
+pub type Sink = SplitSink<WebSocket, Message>;
+/// The socket's receiving half, the reader's (the writer's only until the connection is started).
+pub type Source = SplitStream<WebSocket>;
+
+/// A connection's place in one channel.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    /// The highest seq delivered (or known to the client).
+    seq: i64,
+    /// Whether a live event of the channel has been delivered on this connection.
+    delivered_live: bool,
+}
+
 struct Live {
     ctx: Context,
-    socket: WebSocket,
-    auth: Authenticated,
+    socket: Sink,
+    /// Only the user's id: the rest of the session and user records is not kept for the
+    /// connection's lifetime.
+    user: UserId,
     token: Token,
     reg: Registration,
-    /// The highest seq delivered (or known to the client) per channel.
-    cursors: HashMap<ChannelId, i64>,
-    /// Channels that have had a live event delivered on this connection.
-    delivered_live: std::collections::HashSet<ChannelId>,
+    /// Where the client is, per channel it belongs to.
+    cursors: HashMap<ChannelId, Cursor>,
     last_heard: Instant,
     last_typing: Option<Instant>,
 }
 
 /// Waits for the first frame to be `auth` with a valid token.
-async fn first_frame_auth(socket: &mut WebSocket, ctx: &Context) -> Option<(Authenticated, Token)> {
+async fn first_frame_auth(socket: &mut Sink, source: &mut Source, ctx: &Context) -> Option<(Authenticated, Token)> {
     let deadline = Duration::from_millis(ctx.limits.auth_timeout_ms);
-    let frame = tokio::time::timeout(deadline, socket.next()).await;
+    let frame = tokio::time::timeout(deadline, source.next()).await;
     let text = match frame {
         Ok(Some(Ok(Message::Text(text)))) => text,
         Err(_) => {
@@ -113,30 +144,24 @@ async fn first_frame_auth(socket: &mut WebSocket, ctx: &Context) -> Option<(Auth
     authenticated
 }
 
-pub async fn run(mut socket: WebSocket, ctx: Context, pre_auth: Option<(Authenticated, Token)>) {
+pub async fn run(mut socket: Sink, mut source: Source, start: Box<Start>) {
+    let Start { ctx, pre_auth } = *start;
     let authenticated = match pre_auth {
         Some(pair) => Some(pair),
-        None => first_frame_auth(&mut socket, &ctx).await,
+        // Boxed, so the authentication's state (a store read) is not part of the connection's
+        // long-lived future.
+        None => Box::pin(first_frame_auth(&mut socket, &mut source, &ctx)).await,
     };
     let Some((auth, token)) = authenticated else {
         let _ = close(&mut socket, CLOSE_POLICY, "unauthenticated").await;
         return;
     };
-    let reg = ctx.hub.register(&auth.user.id, &auth.session.id);
+    let (reg, user) = register(&ctx.hub, auth);
     let conn_id = reg.id;
     let hub = Arc::clone(&ctx.hub);
-    let mut live = Live {
-        ctx,
-        socket,
-        auth,
-        token,
-        reg,
-        cursors: HashMap::new(),
-        delivered_live: std::collections::HashSet::new(),
-        last_heard: Instant::now(),
-        last_typing: None,
-    };
-    let exit = live.serve().await;
+    let mut live =
+        Live { ctx, socket, user, token, reg, cursors: HashMap::new(), last_heard: Instant::now(), last_typing: None };
+    let exit = live.serve(source).await;
     hub.unregister(conn_id);
     if let Exit::Close { code, reason, farewell } = exit {
         let deadline = Duration::from_millis(FAREWELL_WRITE_MS);
@@ -150,23 +175,75 @@ pub async fn run(mut socket: WebSocket, ctx: Context, pre_auth: Option<(Authenti
     }
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> Result<(), axum::Error> {
+/// Registers the connection, keeping of `auth` only the user's id.
+fn register(hub: &Hub, auth: Authenticated) -> (Registration, UserId) {
+    let reg = hub.register(&auth.user.id, &auth.session.id);
+    (reg, auth.user.id)
+}
+
+async fn close<S>(socket: &mut S, code: u16, reason: &'static str) -> Result<(), axum::Error>
+where
+    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+{
     socket.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await
 }
 
+/// Aborts the reader when the writer is done, however it ends.
+struct ReaderTask(JoinHandle<()>);
+
+impl Drop for ReaderTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The reader: hands each frame the client sends, and a heartbeat every ping interval, to the
+/// writer through the connection's queue, and reads the next frame only once the writer has
+/// handled the last one. Ends when the client has gone (after saying so) or the writer has.
+async fn read_loop(mut source: Source, queue: mpsc::Sender<Outbound>, ping_interval: Duration) {
+    let mut heartbeat = tokio::time::interval(ping_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    loop {
+        let (item, done) = tokio::select! {
+            message = source.next() => match message {
+                Some(Ok(message)) => {
+                    let (done, handled) = oneshot::channel();
+                    (Outbound::Client(Some(Box::new(ClientMessage { message, done }))), Some(handled))
+                }
+                _ => (Outbound::Client(None), None),
+            },
+            _ = heartbeat.tick() => (Outbound::Heartbeat, None),
+        };
+        let gone = matches!(item, Outbound::Client(None));
+        // While the queue is full the writer is behind, and the client's frame waits with it.
+        if queue.send(item).await.is_err() || gone {
+            return;
+        }
+        if let Some(handled) = done {
+            if handled.await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 impl Live {
-    async fn serve(&mut self) -> Exit {
+    async fn serve(&mut self, mut source: Source) -> Exit {
         // The start-up steps run in their own boxed future, so their state (the channel list,
         // the ready frame) is freed before the long-lived loop instead of sitting in it.
-        if let Some(exit) = Box::pin(self.start()).await {
+        if let Some(exit) = Box::pin(self.start(&mut source)).await {
             return exit;
         }
+        let ping_interval = Duration::from_millis(self.ctx.limits.ping_interval_ms);
+        let reader = read_loop(source, self.reg.tx.clone(), ping_interval);
+        let _reader = ReaderTask(tokio::spawn(tracing::Instrument::in_current_span(reader)));
         self.main_loop().await
     }
 
     /// Subscribes, sends `ready`, and honours an immediate `resume`.
-    async fn start(&mut self) -> Option<Exit> {
-        let channels = match self.ctx.app.live_channels(&self.auth.user.id).await {
+    async fn start(&mut self, source: &mut Source) -> Option<Exit> {
+        let channels = match self.ctx.app.live_channels(&self.user).await {
             Ok(channels) => channels,
             Err(error) => {
                 tracing::error!(%error, "cannot read a user's channels");
@@ -177,27 +254,28 @@ impl Live {
         self.ctx.hub.subscribe(self.reg.id, &ids);
         let snapshot: serde_json::Map<String, serde_json::Value> =
             channels.iter().map(|(id, seq)| (id.to_string(), json!(seq))).collect();
-        self.cursors = channels.into_iter().collect();
-        let ready = json!({ "type": "ready", "user_id": self.auth.user.id.as_str(), "channels": snapshot }).to_string();
+        self.cursors = channels.into_iter().map(|(id, seq)| (id, Cursor { seq, delivered_live: false })).collect();
+        let ready = json!({ "type": "ready", "user_id": self.user.as_str(), "channels": snapshot }).to_string();
         if self.socket.send(Message::Text(ready.into())).await.is_err() {
             return Some(Exit::Gone);
         }
         // A resuming client sends `resume` right after `ready`; live events wait in the queue
         // meanwhile, so caught-up and live events come out in order.
-        match tokio::time::timeout(Duration::from_millis(RESUME_WINDOW_MS), self.socket.next()).await {
+        match tokio::time::timeout(Duration::from_millis(RESUME_WINDOW_MS), source.next()).await {
             Ok(Some(Ok(message))) => self.on_client_message(message).await,
             Ok(_) => Some(Exit::Gone),
             Err(_) => None,
         }
     }
 
+    /// The writer's loop: it wakes only for its queue (events, ephemeral frames, the reader's
+    /// client frames and heartbeats) and its control signals.
     async fn main_loop(&mut self) -> Exit {
-        let mut ping = tokio::time::interval(Duration::from_millis(self.ctx.limits.ping_interval_ms));
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ping.tick().await;
+        let control = Arc::clone(&self.reg.control);
         loop {
             tokio::select! {
                 item = self.reg.rx.recv() => {
+                    // Never `None`: the hub and this connection hold senders while it lives.
                     let Some(item) = item else { return Exit::Gone };
                     if let Some(exit) = self.on_outbound(item).await {
                         return exit;
@@ -213,32 +291,26 @@ impl Live {
                         return Exit::Gone;
                     }
                 }
-                message = self.socket.next() => {
-                    let Some(Ok(message)) = message else { return Exit::Gone };
-                    if let Some(exit) = Box::pin(self.on_client_message(message)).await {
-                        return exit;
-                    }
-                }
-                _ = self.reg.control.notify.notified() => {
+                () = std::future::poll_fn(|cx| control.poll_raised(cx)) => {
                     if let Some(exit) = Box::pin(self.on_control()).await {
                         return exit;
-                    }
-                }
-                _ = ping.tick() => {
-                    // A pending signal first: a client that fell behind while this task waited on
-                    // its socket is told to resync, not merely closed as idle.
-                    if let Some(exit) = Box::pin(self.on_control()).await {
-                        return exit;
-                    }
-                    if self.last_heard.elapsed() > Duration::from_millis(self.ctx.limits.idle_timeout_ms) {
-                        return Exit::Close { code: CLOSE_POLICY, reason: "idle", farewell: vec![] };
-                    }
-                    if self.socket.send(Message::Ping(Default::default())).await.is_err() {
-                        return Exit::Gone;
                     }
                 }
             }
         }
+    }
+
+    /// Every ping interval: a pending signal first (a client that fell behind while this task
+    /// waited on its socket is told to resync, not merely closed as idle), then the idle
+    /// deadline, then a ping.
+    async fn heartbeat(&mut self) -> Option<Exit> {
+        if let Some(exit) = self.on_control().await {
+            return Some(exit);
+        }
+        if self.last_heard.elapsed() > Duration::from_millis(self.ctx.limits.idle_timeout_ms) {
+            return Some(Exit::Close { code: CLOSE_POLICY, reason: "idle", farewell: vec![] });
+        }
+        self.socket.feed(Message::Ping(Default::default())).await.err().map(|_| Exit::Gone)
     }
 
     async fn on_control(&mut self) -> Option<Exit> {
@@ -273,18 +345,39 @@ impl Live {
     }
 
     async fn on_outbound(&mut self, item: Outbound) -> Option<Exit> {
-        let result = match item {
-            Outbound::Ephemeral(frame) => self.socket.feed(Message::Text(frame)).await,
-            Outbound::Event(event) => return self.on_event(&event).await,
-        };
-        result.err().map(|_| Exit::Gone)
+        match item {
+            Outbound::Event(event) => self.on_event(&event).await,
+            Outbound::Ephemeral(frame) => {
+                self.socket.feed(Message::Text(Utf8Bytes::clone(&frame))).await.err().map(|_| Exit::Gone)
+            }
+            Outbound::Client(Some(client)) => {
+                let ClientMessage { message, done } = *client;
+                let exit = Box::pin(self.on_client_message(message)).await;
+                // The reader may read the next frame.
+                let _ = done.send(());
+                exit
+            }
+            Outbound::Client(None) => Some(Exit::Gone),
+            Outbound::Heartbeat => Box::pin(self.heartbeat()).await,
+        }
     }
 
     /// Delivers one live event exactly once and in order, catching up first if it skips ahead.
     async fn on_event(&mut self, event: &LiveEvent) -> Option<Exit> {
-        let own_member_event = event.user.as_ref() == Some(&self.auth.user.id);
+        let own_member_event = event.user.as_ref() == Some(&self.user);
+        // The common case, the next event of a channel the client follows: one lookup, updated
+        // in place, nothing allocated.
+        if let Some(cursor) = self.cursors.get_mut(&event.channel) {
+            if event.seq == cursor.seq + 1 && !own_member_event {
+                if self.socket.feed(Message::Text(event.frame.clone())).await.is_err() {
+                    return Some(Exit::Gone);
+                }
+                *cursor = Cursor { seq: event.seq, delivered_live: true };
+                return None;
+            }
+        }
         let cursor = match self.cursors.get(&event.channel) {
-            Some(cursor) => *cursor,
+            Some(cursor) => cursor.seq,
             // Just added to the channel: start from this event.
             None if own_member_event && event.kind == EventKind::MemberJoined => event.seq - 1,
             None => return None,
@@ -296,20 +389,14 @@ impl Live {
             if let Some(exit) = Box::pin(self.catch_up(&event.channel, cursor)).await {
                 return Some(exit);
             }
+            if let Some(cursor) = self.cursors.get_mut(&event.channel) {
+                cursor.delivered_live = true;
+            }
         } else {
             if self.socket.feed(Message::Text(event.frame.clone())).await.is_err() {
                 return Some(Exit::Gone);
             }
-            // Updated in place: the hot path allocates nothing per delivery.
-            match self.cursors.get_mut(&event.channel) {
-                Some(cursor) => *cursor = event.seq,
-                None => {
-                    self.cursors.insert(event.channel.clone(), event.seq);
-                }
-            }
-        }
-        if !self.delivered_live.contains(&event.channel) {
-            self.delivered_live.insert(event.channel.clone());
+            self.cursors.insert(event.channel.clone(), Cursor { seq: event.seq, delivered_live: true });
         }
         if own_member_event && event.kind == EventKind::MemberLeft {
             self.cursors.remove(&event.channel);
@@ -317,16 +404,22 @@ impl Live {
         None
     }
 
+    /// Moves the client's cursor in `channel` to `seq`.
+    fn set_cursor(&mut self, channel: &ChannelId, seq: i64) {
+        match self.cursors.get_mut(channel) {
+            Some(cursor) => cursor.seq = seq,
+            None => {
+                self.cursors.insert(channel.clone(), Cursor { seq, delivered_live: false });
+            }
+        }
+    }
+
     /// Sends every stored event after `from` in `channel`, page by page.
     async fn catch_up(&mut self, channel: &ChannelId, from: i64) -> Option<Exit> {
         let mut cursor = from;
         let mut sent = 0usize;
         loop {
-            let page = match self
-                .ctx
-                .app
-                .events_for_member(&self.auth.user.id, channel, cursor, limits::WS_BACKFILL_PAGE)
-                .await
+            let page = match self.ctx.app.events_for_member(&self.user, channel, cursor, limits::WS_BACKFILL_PAGE).await
             {
                 Ok(Some(page)) => page,
                 Ok(None) => {
@@ -348,7 +441,7 @@ impl Live {
             if self.socket.flush().await.is_err() {
                 return Some(Exit::Gone);
             }
-            self.cursors.insert(channel.clone(), cursor);
+            self.set_cursor(channel, cursor);
             sent += page.len();
             if !full {
                 return None;
@@ -359,9 +452,9 @@ impl Live {
                 if self.socket.send(Message::Text(resync.into())).await.is_err() {
                     return Some(Exit::Gone);
                 }
-                let last = self.ctx.app.live_channels(&self.auth.user.id).await.ok()?;
+                let last = self.ctx.app.live_channels(&self.user).await.ok()?;
                 if let Some((_, seq)) = last.into_iter().find(|(id, _)| id == channel) {
-                    self.cursors.insert(channel.clone(), seq);
+                    self.set_cursor(channel, seq);
                 }
                 return None;
             }
@@ -404,8 +497,8 @@ impl Live {
         for (text, seq) in cursors {
             // Only channels the user belongs to; anything else is ignored (not found).
             let Some(channel) = ChannelId::parse(&text).filter(|c| self.cursors.contains_key(c)) else { continue };
-            let behind = self.cursors.get(&channel).is_some_and(|cursor| seq < *cursor);
-            if behind && self.delivered_live.contains(&channel) {
+            let cursor = self.cursors.get(&channel).copied();
+            if cursor.is_some_and(|cursor| seq < cursor.seq && cursor.delivered_live) {
                 // Newer events already went out live; replaying older ones now would break the
                 // order, so the client refetches this channel's history instead.
                 let resync = json!({ "type": "resync", "channel_id": channel.as_str() }).to_string();
@@ -427,9 +520,9 @@ impl Live {
             return;
         }
         let Some(channel) = ChannelId::parse(channel_id) else { return };
-        let frame = json!({ "type": "typing", "channel_id": channel.as_str(), "user_id": self.auth.user.id.as_str() })
-            .to_string();
-        if self.ctx.hub.typing(self.reg.id, &self.auth.user.id, &channel, frame.into()) {
+        let frame =
+            json!({ "type": "typing", "channel_id": channel.as_str(), "user_id": self.user.as_str() }).to_string();
+        if self.ctx.hub.typing(self.reg.id, &self.user, &channel, frame.into()) {
             self.last_typing = Some(Instant::now());
         }
     }

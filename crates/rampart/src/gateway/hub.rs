@@ -13,15 +13,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
+use futures_util::task::AtomicWaker;
 use rampart_app::EventSink;
 use rampart_core::channel::EventKind;
 use rampart_core::limits::{HUB_REORDER_HELD_MAX, HUB_REORDER_WAIT_MS};
 use rampart_core::{ChannelId, SessionId, UserId};
 use rampart_store::EventRecord;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::http::wire::event_frame;
 
@@ -38,15 +40,32 @@ pub struct LiveEvent {
     pub frame: Utf8Bytes,
 }
 
-/// What the hub puts in a connection's queue.
-#[derive(Debug, Clone)]
+/// What a connection's queue carries to its writer: from the hub, events and ephemeral frames;
+/// from the connection's own reader, what the client sent and the heartbeat. One queue, so the
+/// writer wakes for one reason only: something to do.
+#[derive(Debug)]
 pub enum Outbound {
     Event(Arc<LiveEvent>),
-    /// An ephemeral frame (typing) with no seq.
-    Ephemeral(Utf8Bytes),
+    /// An ephemeral frame (typing) with no seq. (In an `Arc`, so every variant is one pointer
+    /// and each connection's queue storage is half the size it would be with the frame inline.)
+    Ephemeral(Arc<Utf8Bytes>),
+    /// A frame the client sent (boxed: client frames are rare and the queue's slots stay small),
+    /// or `None` once the client has closed or its socket has failed.
+    Client(Option<Box<ClientMessage>>),
+    /// The heartbeat interval has passed: time to check the idle deadline and ping.
+    Heartbeat,
 }
 
-/// Out-of-band signals to a connection's task.
+/// A frame from the client on its way from the connection's reader to its writer. The reader
+/// reads nothing more until `done` is answered (or dropped), so a client has at most one frame
+/// waiting, as when one task both read and wrote.
+#[derive(Debug)]
+pub struct ClientMessage {
+    pub message: Message,
+    pub done: oneshot::Sender<()>,
+}
+
+/// Out-of-band signals to a connection's writer.
 #[derive(Debug, Default)]
 pub struct Control {
     pub lagged: AtomicBool,
@@ -54,14 +73,36 @@ pub struct Control {
     pub recheck: AtomicBool,
     /// The node is draining: the connection says `reconnect` and closes.
     pub draining: AtomicBool,
-    pub notify: Notify,
+    /// The writer, woken when a flag is raised. (An `AtomicWaker` rather than a `Notify`: the
+    /// writer polls it on every wake, and registering the same waker again takes no lock.)
+    waker: AtomicWaker,
 }
 
 impl Control {
     fn raise(&self, flag: &AtomicBool) {
         flag.store(true, Ordering::Release);
-        self.notify.notify_one();
+        self.waker.wake();
     }
+
+    /// Ready while any flag is raised. The waker is registered before the flags are read, so a
+    /// flag raised in between is not missed.
+    pub fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        let flags = [&self.lagged, &self.revoked, &self.recheck, &self.draining];
+        if flags.iter().any(|flag| flag.load(Ordering::Acquire)) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// A connection listening to a channel: what the hub needs to deliver to it, without a lookup.
+#[derive(Debug)]
+struct Listener {
+    conn: ConnId,
+    tx: mpsc::Sender<Outbound>,
+    control: Arc<Control>,
 }
 
 #[derive(Debug)]
@@ -77,14 +118,15 @@ struct Entry {
 struct State {
     conns: HashMap<ConnId, Entry>,
     by_user: HashMap<UserId, Vec<ConnId>>,
-    by_channel: HashMap<ChannelId, Vec<ConnId>>,
+    by_channel: HashMap<ChannelId, Vec<Listener>>,
 }
 
 impl State {
     fn subscribe(&mut self, conn: ConnId, channel: &ChannelId) {
         if let Some(entry) = self.conns.get_mut(&conn) {
             if entry.channels.insert(channel.clone()) {
-                self.by_channel.entry(channel.clone()).or_default().push(conn);
+                let listener = Listener { conn, tx: entry.tx.clone(), control: Arc::clone(&entry.control) };
+                self.by_channel.entry(channel.clone()).or_default().push(listener);
             }
         }
     }
@@ -94,7 +136,7 @@ impl State {
             entry.channels.remove(channel);
         }
         if let Some(list) = self.by_channel.get_mut(channel) {
-            list.retain(|c| *c != conn);
+            list.retain(|l| l.conn != conn);
             if list.is_empty() {
                 self.by_channel.remove(channel);
             }
@@ -164,6 +206,8 @@ pub trait Relay: Send + Sync + std::fmt::Debug {
 pub struct Registration {
     pub id: ConnId,
     pub rx: mpsc::Receiver<Outbound>,
+    /// The same queue's sending end, for the connection's own reader.
+    pub tx: mpsc::Sender<Outbound>,
     pub control: Arc<Control>,
 }
 
@@ -229,7 +273,7 @@ impl Hub {
         let entry = Entry {
             user: user.clone(),
             session: session.clone(),
-            tx,
+            tx: tx.clone(),
             control: Arc::clone(&control),
             channels: HashSet::new(),
         };
@@ -241,7 +285,7 @@ impl Hub {
                 control.raise(&control.draining);
             }
         }
-        Registration { id, rx, control }
+        Registration { id, rx, tx, control }
     }
 
     pub fn subscribe(&self, conn: ConnId, channels: &[ChannelId]) {
@@ -257,7 +301,7 @@ impl Hub {
         let Some(entry) = state.conns.remove(&conn) else { return };
         for channel in &entry.channels {
             if let Some(list) = state.by_channel.get_mut(channel) {
-                list.retain(|c| *c != conn);
+                list.retain(|l| l.conn != conn);
                 if list.is_empty() {
                     state.by_channel.remove(channel);
                 }
@@ -292,17 +336,20 @@ impl Hub {
         self.queue_drops.load(Ordering::Relaxed)
     }
 
-    fn deliver(&self, channel: &ChannelId, item: &Outbound, skip_user: Option<&UserId>) {
+    /// Queues `item()` for each listener of `channel` (but `skip_user`'s).
+    fn deliver(&self, channel: &ChannelId, item: impl Fn() -> Outbound, skip_user: Option<&UserId>) {
         let Ok(state) = self.state.read() else { return };
         let Some(list) = state.by_channel.get(channel) else { return };
-        for conn in list {
-            let Some(entry) = state.conns.get(conn) else { continue };
-            if skip_user.is_some_and(|u| *u == entry.user) {
-                continue;
+        for listener in list {
+            // Only typing skips a user; events go to every listener without a lookup.
+            if let Some(user) = skip_user {
+                if state.conns.get(&listener.conn).is_none_or(|entry| entry.user == *user) {
+                    continue;
+                }
             }
-            if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(item.clone()) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = listener.tx.try_send(item()) {
                 self.queue_drops.fetch_add(1, Ordering::Relaxed);
-                entry.control.raise(&entry.control.lagged);
+                listener.control.raise(&listener.control.lagged);
             }
         }
     }
@@ -313,7 +360,8 @@ impl Hub {
         let member =
             self.state.read().is_ok_and(|s| s.conns.get(&from_conn).is_some_and(|e| e.channels.contains(channel)));
         if member {
-            self.deliver(channel, &Outbound::Ephemeral(frame), Some(from));
+            let frame = Arc::new(frame);
+            self.deliver(channel, || Outbound::Ephemeral(Arc::clone(&frame)), Some(from));
             if let Some(relay) = self.relay.get() {
                 relay.typing(channel, from);
             }
@@ -324,7 +372,8 @@ impl Hub {
     /// A typing notice from another node's connection: to this node's listeners of the channel
     /// other than the typist.
     pub fn typing_from_elsewhere(&self, from: &UserId, channel: &ChannelId, frame: Utf8Bytes) {
-        self.deliver(channel, &Outbound::Ephemeral(frame), Some(from));
+        let frame = Arc::new(frame);
+        self.deliver(channel, || Outbound::Ephemeral(Arc::clone(&frame)), Some(from));
     }
 
     /// Whether a connection here listens to `channel`.
@@ -430,7 +479,7 @@ impl Hub {
         if live.kind == EventKind::MemberJoined {
             self.membership_change(live, true);
         }
-        self.deliver(&live.channel, &Outbound::Event(Arc::clone(live)), None);
+        self.deliver(&live.channel, || Outbound::Event(Arc::clone(live)), None);
         // A member who left hears that they left, then nothing more.
         if live.kind == EventKind::MemberLeft {
             self.membership_change(live, false);
@@ -532,6 +581,13 @@ mod tests {
         let (user, session) = ids(2);
         let after = hub.register(&user, &session);
         assert!(after.control.draining.load(Ordering::Acquire), "a connection registered during the drain is told");
+    }
+
+    #[test]
+    fn a_queue_slot_is_two_words() {
+        // A connection's queue allocates slots in blocks of 32, used or not: slot size is memory
+        // per idle connection.
+        assert!(std::mem::size_of::<Outbound>() <= 2 * std::mem::size_of::<usize>());
     }
 
     #[test]

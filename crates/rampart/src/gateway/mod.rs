@@ -11,6 +11,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use rampart_app::{App, SessionEnded};
 use rampart_core::ErrorCode;
 use rampart_crypto::Token;
@@ -64,6 +65,7 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
     };
     let limits = state.ws;
     let context = connection::Context { app: state.app.clone(), hub: Arc::clone(&state.hub), limits };
+    let start = Box::new(connection::Start { ctx: context, pre_auth });
     // The upgraded connection keeps its place under the connection caps for as long as it lives.
     let slot = parts.extensions.get::<Arc<ConnectionSlot>>().cloned();
     let socket_guard = state.hub.socket_opened();
@@ -76,11 +78,12 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
         .max_message_size(limits.frame_bytes_max)
         .max_frame_size(limits.frame_bytes_max)
         .on_upgrade(move |socket| {
+            let (sink, source) = socket.split();
             tracing::Instrument::instrument(
                 async move {
                     let _slot = slot;
                     let _socket_guard = socket_guard;
-                    connection::run(socket, context, pre_auth).await;
+                    connection::run(sink, source, start).await;
                 },
                 span,
             )

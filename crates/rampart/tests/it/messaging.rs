@@ -1,7 +1,7 @@
 //! Channels, messages and the live stream against the real server: chatting over WebSocket,
 //! idempotent retries, threads, edit and delete rights, dense `seq` under concurrent senders,
 //! read markers, and the live stream's rules (typing, resume, removed members, disabled users,
-//! cross-origin handshakes, the auth deadline, oversized frames).
+//! cross-origin handshakes, the auth deadline, oversized frames, pings and the idle deadline).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{expect_error, Dirs, Server};
+use crate::support::{expect_error, Dirs, Server, FRAME_WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_chat_in_real_time_and_see_edits_and_deletes() {
@@ -439,6 +439,23 @@ async fn handshakes_need_our_origin_and_a_prompt_auth_frame() {
     let _ = ws.send_raw(tokio_tungstenite::tungstenite::Message::Text(huge.into())).await;
     let (_, closed) = ws.drain_until_closed(Duration::from_secs(5)).await;
     assert!(closed, "an oversized frame ends the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_answers_pings_stays_and_a_silent_one_is_closed_as_idle() {
+    let config = "[websocket]\nping_interval_ms = 100\nidle_timeout_ms = 400\n";
+    let server = Server::start_with(Arc::new(Dirs::new()), config, &[]);
+    let alice = server.user("member").await;
+    let bob = server.user("member").await;
+    let channel = server.channel(&alice, "public").await;
+    assert_eq!(server.post_json(&bob, &format!("/api/v1/channels/{channel}/join"), json!({})).await.status(), 204);
+    let (mut silent, _) = server.ws(&alice).await;
+    let (mut lively, _) = server.ws(&bob).await;
+    // Bob reads (and so answers pings) for three idle timeouts; Alice reads nothing meanwhile.
+    assert_eq!(lively.close_within(Duration::from_millis(1_200)).await, None, "a client that answers stays");
+    assert_eq!(silent.close_within(FRAME_WAIT).await, Some((1008, "idle".to_owned())));
+    server.say(&alice, &channel, "still there?").await;
+    assert_eq!(lively.expect_event("message.created").await["data"]["body"], "still there?");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -410,6 +410,21 @@ impl Ws {
         }
     }
 
+    /// The code and reason of the close frame the server sends within `wait`, skipping other
+    /// frames; `None` when no close frame comes. While it waits it reads, so pings are answered.
+    pub async fn close_within(&mut self, wait: Duration) -> Option<(u16, String)> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await.ok()?? {
+                Ok(Message::Close(frame)) => return frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Whether the server closed the connection within `wait` (frames before the close are
     /// returned).
     pub async fn drain_until_closed(&mut self, wait: Duration) -> (Vec<Value>, bool) {

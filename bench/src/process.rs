@@ -28,11 +28,32 @@ pub struct ServerProcess {
     log_path: PathBuf,
 }
 
-/// The resident set size of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
-pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+/// A process's resident memory, in KiB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// All resident pages (`VmRSS`).
+    pub rss_kib: u64,
+    /// Resident anonymous pages (`RssAnon`): the heap, stacks and other private memory; RSS less
+    /// file-backed pages (the binary's code, memory-mapped database files), which the kernel
+    /// can drop and read again, and which do not grow with connections.
+    pub anon_kib: u64,
+}
+
+impl std::ops::Add for Memory {
+    type Output = Memory;
+    fn add(self, other: Memory) -> Memory {
+        Memory { rss_kib: self.rss_kib + other.rss_kib, anon_kib: self.anon_kib + other.anon_kib }
+    }
+}
+
+/// The resident memory of `pid` (`/proc/PID/status`).
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read /proc/{pid}/status"))?;
-    parse_vm_rss_kib(&status).context("no VmRSS line in /proc/PID/status")
+    Ok(Memory {
+        rss_kib: status_kib(&status, "VmRSS:").context("no VmRSS line in /proc/PID/status")?,
+        anon_kib: status_kib(&status, "RssAnon:").context("no RssAnon line in /proc/PID/status")?,
+    })
 }
 
 /// The CPU time `pid` has used so far (user and system, all its threads), in seconds.
@@ -53,8 +74,9 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(user + system)
 }
 
-fn parse_vm_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// The value of a `/proc/PID/status` line such as `VmRSS:  1536 kB`, in KiB.
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let mut words = line.split_whitespace().skip(1);
     let value: u64 = words.next()?.parse().ok()?;
     match words.next() {
@@ -172,8 +194,8 @@ impl ServerProcess {
         self.child.id()
     }
 
-    pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        rss_kib(self.pid())
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        memory(self.pid())
     }
 
     pub fn cpu_secs(&self) -> anyhow::Result<f64> {
@@ -209,11 +231,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_vm_rss() {
-        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1536 kB\nThreads:\t3\n";
-        assert_eq!(parse_vm_rss_kib(status), Some(1536));
-        assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
-        assert!(rss_kib(std::process::id()).expect("own RSS") > 0);
+    fn reads_resident_memory() {
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1536 kB\nRssAnon:\t  1024 kB\nThreads:\t3\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(1536));
+        assert_eq!(status_kib(status, "RssAnon:"), Some(1024));
+        assert_eq!(status_kib("Name:\tx\n", "VmRSS:"), None);
+        assert_eq!(status_kib("VmRSS:\t  1536 MB\n", "VmRSS:"), None);
+        let own = memory(std::process::id()).expect("own memory");
+        assert!(own.rss_kib >= own.anon_kib && own.anon_kib > 0);
     }
 
     #[test]

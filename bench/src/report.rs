@@ -11,14 +11,16 @@ use serde::Serialize;
 use crate::cluster::NodeCounters;
 use crate::metrics::{LatencySummary, Metrics};
 use crate::options::{Plan, Scenario, Target};
+use crate::process::Memory;
 
 /// What the servers used during the measured phase.
 #[derive(Clone, Debug)]
 pub struct ServerFigures {
     /// CPU time of each server process (one, or each node of a cluster), in seconds.
     pub node_cpu_secs: Vec<f64>,
-    /// RSS summed over the server processes: before the connections, with them, at the end.
-    pub rss_kib: [u64; 3],
+    /// Resident memory summed over the server processes: before the connections, with them, at
+    /// the end.
+    pub memory: [Memory; 3],
     pub cluster: Option<ClusterFigures>,
 }
 
@@ -70,6 +72,13 @@ pub struct TargetReport {
     /// (RSS with the connections open − RSS before) / connections. In cluster mode the nodes are
     /// not restarted after set-up, so reused Argon2 memory may make it too small.
     pub rss_kib_per_connection: f64,
+    /// Anonymous resident memory (`RssAnon`: the heap and stacks, not the binary's code or
+    /// memory-mapped files), before the connections and with them.
+    pub anon_kib_before: u64,
+    pub anon_kib_connected: u64,
+    /// (anonymous memory with the connections open − before) / connections: what the
+    /// connections themselves hold.
+    pub anon_kib_per_connection: f64,
     /// CPU time the server used (all threads; a cluster: all nodes) from the first send to the
     /// end of the drain (idle: over the hold). Less disturbed than throughput by other work on
     /// the machine.
@@ -91,7 +100,8 @@ impl TargetReport {
         connections_open_at_end: usize,
         servers: ServerFigures,
     ) -> Self {
-        let [rss_kib_before, rss_kib_connected, rss_kib_after] = servers.rss_kib;
+        let [before, connected, after] = servers.memory;
+        let per_connection = |with: u64, without: u64| with.saturating_sub(without) as f64 / plan.users as f64;
         let server_cpu_secs: f64 = servers.node_cpu_secs.iter().sum();
         let sent = metrics.sent.load(Ordering::Relaxed);
         let delivered = metrics.delivered.load(Ordering::Relaxed);
@@ -131,10 +141,13 @@ impl TargetReport {
             sent_per_sec: sent as f64 / plan.duration.as_secs_f64(),
             latency: metrics.latency(),
             accept_latency: metrics.accept_latency(),
-            rss_kib_before,
-            rss_kib_connected,
-            rss_kib_after,
-            rss_kib_per_connection: rss_kib_connected.saturating_sub(rss_kib_before) as f64 / plan.users as f64,
+            rss_kib_before: before.rss_kib,
+            rss_kib_connected: connected.rss_kib,
+            rss_kib_after: after.rss_kib,
+            rss_kib_per_connection: per_connection(connected.rss_kib, before.rss_kib),
+            anon_kib_before: before.anon_kib,
+            anon_kib_connected: connected.anon_kib,
+            anon_kib_per_connection: per_connection(connected.anon_kib, before.anon_kib),
             server_cpu_secs,
             server_cpu_ms_per_message: (sent > 0).then(|| 1000.0 * server_cpu_secs / sent as f64),
             node_cpu_secs: servers.node_cpu_secs,
@@ -151,6 +164,7 @@ pub struct Ratios {
     pub latency_p99: Option<f64>,
     pub latency_p999: Option<f64>,
     pub rss_per_connection: Option<f64>,
+    pub anon_per_connection: Option<f64>,
     pub server_cpu_per_message: Option<f64>,
 }
 
@@ -163,6 +177,7 @@ impl Ratios {
             latency_p99: ratio(n.latency.p99_ms, d.latency.p99_ms),
             latency_p999: ratio(n.latency.p999_ms, d.latency.p999_ms),
             rss_per_connection: ratio(n.rss_kib_per_connection, d.rss_kib_per_connection),
+            anon_per_connection: ratio(n.anon_kib_per_connection, d.anon_kib_per_connection),
             server_cpu_per_message: match (n.server_cpu_ms_per_message, d.server_cpu_ms_per_message) {
                 (Some(n), Some(d)) => ratio(n, d),
                 _ => None,
@@ -173,12 +188,13 @@ impl Ratios {
     fn to_text(&self) -> String {
         let show = |r: Option<f64>| r.map_or("n/a".to_owned(), |r| format!("{r:.3}x"));
         format!(
-            "  deliveries/s {}   latency p50 {}   p99 {}   p99.9 {}   RSS per connection {}   CPU per message {}",
+            "  deliveries/s {}   latency p50 {}   p99 {}   p99.9 {}   RSS per connection {} (anonymous {})   CPU per message {}",
             show(self.deliveries_per_sec),
             show(self.latency_p50),
             show(self.latency_p99),
             show(self.latency_p999),
             show(self.rss_per_connection),
+            show(self.anon_per_connection),
             show(self.server_cpu_per_message),
         )
     }
@@ -324,6 +340,13 @@ fn write_target(out: &mut String, t: &TargetReport) {
         t.connections,
         mib(t.rss_kib_after),
         t.rss_kib_per_connection
+    );
+    let _ = writeln!(
+        out,
+        "              anonymous {:.1} MiB before, {:.1} MiB with the connections; {:.1} KiB per connection (RSS less file-backed pages: code, mapped database files)",
+        mib(t.anon_kib_before),
+        mib(t.anon_kib_connected),
+        t.anon_kib_per_connection
     );
     if t.connections_open_at_end < t.connections {
         let _ = writeln!(

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::cluster::Deployment;
 use crate::metrics::{message_body, Clock, Metrics};
 use crate::options::{Plan, Scenario, Target};
-use crate::process::ServerProcess;
+use crate::process::{Memory, ServerProcess};
 use crate::rampart::{post_message, Rampart};
 use crate::report::{ClusterFigures, ServerFigures, TargetReport};
 use crate::ws::{Connection, Endpoint, Hello};
@@ -141,9 +141,9 @@ async fn run_rampart(plan: &Plan, target: Target, bin: &Path, dir: &Path) -> any
     measure(plan, target, &mut rampart.processes, rampart.cluster.as_mut(), setup).await
 }
 
-/// The sum of the servers' RSS, in KiB.
-fn rss_kib_sum(processes: &[ServerProcess]) -> anyhow::Result<u64> {
-    processes.iter().map(ServerProcess::rss_kib).sum()
+/// The servers' resident memory, summed.
+fn memory_sum(processes: &[ServerProcess]) -> anyhow::Result<Memory> {
+    processes.iter().try_fold(Memory::default(), |sum, process| Ok(sum + process.memory()?))
 }
 
 fn check_alive(processes: &mut [ServerProcess], cluster: &mut Option<&mut Deployment>) -> anyhow::Result<()> {
@@ -165,11 +165,11 @@ async fn measure(
     setup: Setup,
 ) -> anyhow::Result<TargetReport> {
     let metrics = Arc::new(Metrics::new(Clock::new())?);
-    let rss_before_kib = rss_kib_sum(processes)?;
+    let memory_before = memory_sum(processes)?;
     let connections = open_all(plan, &setup, &metrics).await?;
     tokio::time::sleep(SETTLE).await;
     check_alive(processes, &mut cluster)?;
-    let rss_connected_kib = rss_kib_sum(processes)?;
+    let memory_connected = memory_sum(processes)?;
     let cluster_before = match &cluster {
         Some(cluster) => Some((cluster.service_cpu_secs()?, cluster.scrape().await?)),
         None => None,
@@ -206,11 +206,11 @@ async fn measure(
         }
         _ => None,
     };
-    let rss_after_kib = rss_kib_sum(processes)?;
+    let memory_after = memory_sum(processes)?;
     let still_open = connections.iter().filter(|c| c.is_open()).count();
     metrics.stopping.store(true, Ordering::Relaxed);
     drop(connections);
-    let servers = ServerFigures { node_cpu_secs, rss_kib: [rss_before_kib, rss_connected_kib, rss_after_kib], cluster };
+    let servers = ServerFigures { node_cpu_secs, memory: [memory_before, memory_connected, memory_after], cluster };
     Ok(TargetReport::new(plan, target, &metrics, started_nanos, still_open, servers))
 }
 

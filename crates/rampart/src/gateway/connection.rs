@@ -4,12 +4,16 @@
 //! closing when the session ends or the client falls behind.
 //!
 //! Once started, a connection is two tasks. The writer owns the socket's sending half and all
-//! the connection's state, and waits on its queue and its control signals only, so a delivery
-//! wakes nothing else. The reader owns the receiving half: it hands each client frame, and a
-//! heartbeat every ping interval, to the writer through the same queue.
+//! the connection's state, and waits on its mailbox only, so a delivery wakes nothing else. The
+//! reader owns the receiving half: it hands each client frame to the writer through the same
+//! mailbox, and raises the heartbeat signal every ping interval.
+//!
+//! Memory per idle connection is a product goal, so the writer's long-lived future holds only
+//! `Live` and its loop: authentication and the start-up steps run in boxed futures of their own,
+//! freed before the connection settles.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,12 +26,14 @@ use rampart_core::{limits, ChannelId, UserId};
 use rampart_crypto::Token;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::hub::{ClientMessage, Hub, LiveEvent, Outbound, Registration};
+use super::hub::{ClientMessage, Hub, LiveEvent, Outbound, Registration, SocketGuard};
+use super::mailbox::{Mailbox, Signal};
 use crate::config::WsLimits;
 use crate::http::wire::event_frame;
+use crate::server::ConnectionSlot;
 
 pub struct Context {
     pub app: App,
@@ -41,6 +47,10 @@ pub struct Context {
 pub struct Start {
     pub ctx: Context,
     pub pre_auth: Option<(Authenticated, Token)>,
+    /// Held for as long as the connection lives: its place under the connection caps, and its
+    /// count among the node's open sockets (a draining node waits for that to reach zero).
+    pub slot: Option<Arc<ConnectionSlot>>,
+    pub socket_guard: SocketGuard,
 }
 
 /// How long a new connection waits for an optional `resume` before delivering live events. A
@@ -51,8 +61,9 @@ const RESUME_WINDOW_MS: u64 = 250;
 const CATCH_UP_EVENTS_MAX: usize = 10_000;
 /// How long the final frames (resync, error, close) may take to write.
 const FAREWELL_WRITE_MS: u64 = 10_000;
-/// Queued frames written together before one flush.
-const OUTBOUND_BATCH_MAX: usize = 64;
+/// The writer takes everything queued at once into a buffer of its own; a buffer grown past this
+/// many slots by a burst is freed once drained, so an idle connection does not keep it.
+pub(super) const BATCH_KEEP_SLOTS: usize = 64;
 /// WebSocket close code for a policy violation, and for "try again later".
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TRY_AGAIN: u16 = 1013;
@@ -111,6 +122,7 @@ struct Live {
     cursors: HashMap<ChannelId, Cursor>,
     last_heard: Instant,
     last_typing: Option<Instant>,
+    _held: (Option<Arc<ConnectionSlot>>, SocketGuard),
 }
 
 /// Waits for the first frame to be `auth` with a valid token.
@@ -144,35 +156,41 @@ async fn first_frame_auth(socket: &mut Sink, source: &mut Source, ctx: &Context)
     authenticated
 }
 
-pub async fn run(mut socket: Sink, mut source: Source, start: Box<Start>) {
-    let Start { ctx, pre_auth } = *start;
+/// Runs a connection to its end. The returned future keeps only a pointer until the connection
+/// is authenticated and registered, and only `Live` and its loop afterwards.
+pub fn run(socket: Sink, source: Source, start: Box<Start>) -> impl Future<Output = ()> + Send {
+    let opening = Box::new((socket, source, start));
+    async move {
+        let Some((live, source)) = Box::pin(open(opening)).await else { return };
+        live.run(source).await;
+    }
+}
+
+/// Authenticates (by the upgrade's token, else the first frame) and registers the connection.
+async fn open(opening: Box<(Sink, Source, Box<Start>)>) -> Option<(Live, Source)> {
+    let (mut socket, mut source, start) = *opening;
+    let Start { ctx, pre_auth, slot, socket_guard } = *start;
     let authenticated = match pre_auth {
         Some(pair) => Some(pair),
-        // Boxed, so the authentication's state (a store read) is not part of the connection's
-        // long-lived future.
-        None => Box::pin(first_frame_auth(&mut socket, &mut source, &ctx)).await,
+        None => first_frame_auth(&mut socket, &mut source, &ctx).await,
     };
     let Some((auth, token)) = authenticated else {
         let _ = close(&mut socket, CLOSE_POLICY, "unauthenticated").await;
-        return;
+        return None;
     };
     let (reg, user) = register(&ctx.hub, auth);
-    let conn_id = reg.id;
-    let hub = Arc::clone(&ctx.hub);
-    let mut live =
-        Live { ctx, socket, user, token, reg, cursors: HashMap::new(), last_heard: Instant::now(), last_typing: None };
-    let exit = live.serve(source).await;
-    hub.unregister(conn_id);
-    if let Exit::Close { code, reason, farewell } = exit {
-        let deadline = Duration::from_millis(FAREWELL_WRITE_MS);
-        let _ = tokio::time::timeout(deadline, async {
-            for frame in farewell {
-                live.socket.feed(frame).await?;
-            }
-            close(&mut live.socket, code, reason).await
-        })
-        .await;
-    }
+    let live = Live {
+        ctx,
+        socket,
+        user,
+        token,
+        reg,
+        cursors: HashMap::new(),
+        last_heard: Instant::now(),
+        last_typing: None,
+        _held: (slot, socket_guard),
+    };
+    Some((live, source))
 }
 
 /// Registers the connection, keeping of `auth` only the user's id.
@@ -197,38 +215,52 @@ impl Drop for ReaderTask {
     }
 }
 
-/// The reader: hands each frame the client sends, and a heartbeat every ping interval, to the
-/// writer through the connection's queue, and reads the next frame only once the writer has
-/// handled the last one. Ends when the client has gone (after saying so) or the writer has.
-async fn read_loop(mut source: Source, queue: mpsc::Sender<Outbound>, ping_interval: Duration) {
+/// The reader: hands each frame the client sends to the writer through the connection's mailbox,
+/// and reads the next frame only once the writer has handled the last one; raises the heartbeat
+/// signal every ping interval. Ends when the client has gone (after saying so) or the writer has.
+async fn read_loop(mut source: Source, mailbox: Arc<Mailbox>, ping_interval: Duration) {
     let mut heartbeat = tokio::time::interval(ping_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
     loop {
-        let (item, done) = tokio::select! {
-            message = source.next() => match message {
-                Some(Ok(message)) => {
-                    let (done, handled) = oneshot::channel();
-                    (Outbound::Client(Some(Box::new(ClientMessage { message, done }))), Some(handled))
+        tokio::select! {
+            message = source.next() => {
+                let Some(Ok(message)) = message else {
+                    mailbox.push_client(Outbound::Client(None));
+                    return;
+                };
+                let (done, handled) = oneshot::channel();
+                mailbox.push_client(Outbound::Client(Some(Box::new(ClientMessage { message, done }))));
+                if handled.await.is_err() {
+                    return;
                 }
-                _ => (Outbound::Client(None), None),
-            },
-            _ = heartbeat.tick() => (Outbound::Heartbeat, None),
-        };
-        let gone = matches!(item, Outbound::Client(None));
-        // While the queue is full the writer is behind, and the client's frame waits with it.
-        if queue.send(item).await.is_err() || gone {
-            return;
-        }
-        if let Some(handled) = done {
-            if handled.await.is_err() {
-                return;
             }
+            _ = heartbeat.tick() => mailbox.raise(Signal::Heartbeat),
         }
     }
 }
 
 impl Live {
+    /// Serves the connection, then says goodbye as the exit asks.
+    async fn run(mut self, source: Source) {
+        let exit = self.serve(source).await;
+        self.ctx.hub.unregister(self.reg.id);
+        if let Exit::Close { code, reason, farewell } = exit {
+            Box::pin(self.farewell(code, reason, farewell)).await;
+        }
+    }
+
+    async fn farewell(&mut self, code: u16, reason: &'static str, farewell: Vec<Message>) {
+        let deadline = Duration::from_millis(FAREWELL_WRITE_MS);
+        let _ = tokio::time::timeout(deadline, async {
+            for frame in farewell {
+                self.socket.feed(frame).await?;
+            }
+            close(&mut self.socket, code, reason).await
+        })
+        .await;
+    }
+
     async fn serve(&mut self, mut source: Source) -> Exit {
         // The start-up steps run in their own boxed future, so their state (the channel list,
         // the ready frame) is freed before the long-lived loop instead of sitting in it.
@@ -236,7 +268,7 @@ impl Live {
             return exit;
         }
         let ping_interval = Duration::from_millis(self.ctx.limits.ping_interval_ms);
-        let reader = read_loop(source, self.reg.tx.clone(), ping_interval);
+        let reader = read_loop(source, Arc::clone(&self.reg.mailbox), ping_interval);
         let _reader = ReaderTask(tokio::spawn(tracing::Instrument::in_current_span(reader)));
         self.main_loop().await
     }
@@ -268,70 +300,54 @@ impl Live {
         }
     }
 
-    /// The writer's loop: it wakes only for its queue (events, ephemeral frames, the reader's
-    /// client frames and heartbeats) and its control signals.
+    /// The writer's loop: it wakes only for its mailbox (events, ephemeral frames, the reader's
+    /// client frames, signals), handles the signals first, then everything queued, and flushes.
     async fn main_loop(&mut self) -> Exit {
-        let control = Arc::clone(&self.reg.control);
+        let mailbox = Arc::clone(&self.reg.mailbox);
+        let mut batch = VecDeque::new();
         loop {
-            tokio::select! {
-                item = self.reg.rx.recv() => {
-                    // Never `None`: the hub and this connection hold senders while it lives.
-                    let Some(item) = item else { return Exit::Gone };
-                    if let Some(exit) = self.on_outbound(item).await {
-                        return exit;
-                    }
-                    // Whatever else is already queued goes out in the same write.
-                    for _ in 1..OUTBOUND_BATCH_MAX {
-                        let Ok(item) = self.reg.rx.try_recv() else { break };
-                        if let Some(exit) = self.on_outbound(item).await {
-                            return exit;
-                        }
-                    }
-                    if self.socket.flush().await.is_err() {
-                        return Exit::Gone;
-                    }
+            std::future::poll_fn(|cx| mailbox.poll_next(cx, &mut batch)).await;
+            if mailbox.any_raised() {
+                if let Some(exit) = Box::pin(self.on_control()).await {
+                    return exit;
                 }
-                () = std::future::poll_fn(|cx| control.poll_raised(cx)) => {
-                    if let Some(exit) = Box::pin(self.on_control()).await {
-                        return exit;
-                    }
+            }
+            while let Some(item) = batch.pop_front() {
+                if let Some(exit) = self.on_outbound(item).await {
+                    return exit;
                 }
+            }
+            if self.socket.flush().await.is_err() {
+                return Exit::Gone;
+            }
+            if batch.capacity() > BATCH_KEEP_SLOTS {
+                batch = VecDeque::new();
             }
         }
     }
 
-    /// Every ping interval: a pending signal first (a client that fell behind while this task
-    /// waited on its socket is told to resync, not merely closed as idle), then the idle
-    /// deadline, then a ping.
-    async fn heartbeat(&mut self) -> Option<Exit> {
-        if let Some(exit) = self.on_control().await {
-            return Some(exit);
-        }
-        if self.last_heard.elapsed() > Duration::from_millis(self.ctx.limits.idle_timeout_ms) {
-            return Some(Exit::Close { code: CLOSE_POLICY, reason: "idle", farewell: vec![] });
-        }
-        self.socket.feed(Message::Ping(Default::default())).await.err().map(|_| Exit::Gone)
-    }
-
+    /// The signals, most final first. A client that fell behind while this task waited on its
+    /// socket is told to resync, not merely closed as idle; the heartbeat checks the idle
+    /// deadline, then pings.
     async fn on_control(&mut self) -> Option<Exit> {
-        let control = Arc::clone(&self.reg.control);
-        if control.revoked.swap(false, Ordering::AcqRel) {
+        let mailbox = Arc::clone(&self.reg.mailbox);
+        if mailbox.take(Signal::Revoked) {
             let farewell = vec![error_frame("unauthenticated", "Your session has ended.")];
             return Some(Exit::Close { code: CLOSE_POLICY, reason: "session ended", farewell });
         }
-        if control.recheck.swap(false, Ordering::AcqRel) && !self.ctx.app.session_is_live(&self.token).await {
+        if mailbox.take(Signal::Recheck) && !self.ctx.app.session_is_live(&self.token).await {
             let farewell = vec![error_frame("unauthenticated", "Your session has ended.")];
             return Some(Exit::Close { code: CLOSE_POLICY, reason: "session ended", farewell });
         }
-        if control.draining.swap(false, Ordering::AcqRel) {
+        if mailbox.take(Signal::Draining) {
             // What is queued is dropped: the client resumes from its cursors on its next node.
             let farewell = vec![reconnect_frame()];
             return Some(Exit::Close { code: CLOSE_SERVICE_RESTART, reason: "node draining", farewell });
         }
-        if control.lagged.swap(false, Ordering::AcqRel) {
+        if mailbox.take(Signal::Lagged) {
             // Too slow to keep up: drop what is queued (memory stays bounded), tell the client
             // which channels to refetch, and close.
-            while self.reg.rx.try_recv().is_ok() {}
+            mailbox.clear();
             let farewell = self
                 .cursors
                 .keys()
@@ -340,6 +356,14 @@ impl Live {
                 })
                 .collect();
             return Some(Exit::Close { code: CLOSE_TRY_AGAIN, reason: "too slow; resync", farewell });
+        }
+        if mailbox.take(Signal::Heartbeat) {
+            if self.last_heard.elapsed() > Duration::from_millis(self.ctx.limits.idle_timeout_ms) {
+                return Some(Exit::Close { code: CLOSE_POLICY, reason: "idle", farewell: vec![] });
+            }
+            if self.socket.feed(Message::Ping(Default::default())).await.is_err() {
+                return Some(Exit::Gone);
+            }
         }
         None
     }
@@ -358,7 +382,6 @@ impl Live {
                 exit
             }
             Outbound::Client(None) => Some(Exit::Gone),
-            Outbound::Heartbeat => Box::pin(self.heartbeat()).await,
         }
     }
 

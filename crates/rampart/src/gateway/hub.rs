@@ -13,17 +13,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
-use futures_util::task::AtomicWaker;
 use rampart_app::EventSink;
 use rampart_core::channel::EventKind;
 use rampart_core::limits::{HUB_REORDER_HELD_MAX, HUB_REORDER_WAIT_MS};
 use rampart_core::{ChannelId, SessionId, UserId};
 use rampart_store::EventRecord;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use super::mailbox::{Mailbox, Signal};
 
 use crate::http::wire::event_frame;
 
@@ -40,20 +40,18 @@ pub struct LiveEvent {
     pub frame: Utf8Bytes,
 }
 
-/// What a connection's queue carries to its writer: from the hub, events and ephemeral frames;
-/// from the connection's own reader, what the client sent and the heartbeat. One queue, so the
-/// writer wakes for one reason only: something to do.
+/// What a connection's mailbox carries to its writer: from the hub, events and ephemeral frames;
+/// from the connection's own reader, what the client sent. One queue, so the writer wakes for
+/// one reason only: something to do.
 #[derive(Debug)]
 pub enum Outbound {
     Event(Arc<LiveEvent>),
     /// An ephemeral frame (typing) with no seq. (In an `Arc`, so every variant is one pointer
-    /// and each connection's queue storage is half the size it would be with the frame inline.)
+    /// and each queued item stays small.)
     Ephemeral(Arc<Utf8Bytes>),
     /// A frame the client sent (boxed: client frames are rare and the queue's slots stay small),
     /// or `None` once the client has closed or its socket has failed.
     Client(Option<Box<ClientMessage>>),
-    /// The heartbeat interval has passed: time to check the idle deadline and ping.
-    Heartbeat,
 }
 
 /// A frame from the client on its way from the connection's reader to its writer. The reader
@@ -65,52 +63,18 @@ pub struct ClientMessage {
     pub done: oneshot::Sender<()>,
 }
 
-/// Out-of-band signals to a connection's writer.
-#[derive(Debug, Default)]
-pub struct Control {
-    pub lagged: AtomicBool,
-    pub revoked: AtomicBool,
-    pub recheck: AtomicBool,
-    /// The node is draining: the connection says `reconnect` and closes.
-    pub draining: AtomicBool,
-    /// The writer, woken when a flag is raised. (An `AtomicWaker` rather than a `Notify`: the
-    /// writer polls it on every wake, and registering the same waker again takes no lock.)
-    waker: AtomicWaker,
-}
-
-impl Control {
-    fn raise(&self, flag: &AtomicBool) {
-        flag.store(true, Ordering::Release);
-        self.waker.wake();
-    }
-
-    /// Ready while any flag is raised. The waker is registered before the flags are read, so a
-    /// flag raised in between is not missed.
-    pub fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.waker.register(cx.waker());
-        let flags = [&self.lagged, &self.revoked, &self.recheck, &self.draining];
-        if flags.iter().any(|flag| flag.load(Ordering::Acquire)) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
 /// A connection listening to a channel: what the hub needs to deliver to it, without a lookup.
 #[derive(Debug)]
 struct Listener {
     conn: ConnId,
-    tx: mpsc::Sender<Outbound>,
-    control: Arc<Control>,
+    mailbox: Arc<Mailbox>,
 }
 
 #[derive(Debug)]
 struct Entry {
     user: UserId,
     session: SessionId,
-    tx: mpsc::Sender<Outbound>,
-    control: Arc<Control>,
+    mailbox: Arc<Mailbox>,
     channels: HashSet<ChannelId>,
 }
 
@@ -125,7 +89,7 @@ impl State {
     fn subscribe(&mut self, conn: ConnId, channel: &ChannelId) {
         if let Some(entry) = self.conns.get_mut(&conn) {
             if entry.channels.insert(channel.clone()) {
-                let listener = Listener { conn, tx: entry.tx.clone(), control: Arc::clone(&entry.control) };
+                let listener = Listener { conn, mailbox: Arc::clone(&entry.mailbox) };
                 self.by_channel.entry(channel.clone()).or_default().push(listener);
             }
         }
@@ -205,10 +169,7 @@ pub trait Relay: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct Registration {
     pub id: ConnId,
-    pub rx: mpsc::Receiver<Outbound>,
-    /// The same queue's sending end, for the connection's own reader.
-    pub tx: mpsc::Sender<Outbound>,
-    pub control: Arc<Control>,
+    pub mailbox: Arc<Mailbox>,
 }
 
 #[derive(Debug)]
@@ -268,13 +229,11 @@ impl Hub {
     /// can slip between the read and the subscription).
     pub fn register(&self, user: &UserId, session: &SessionId) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.queue_len);
-        let control = Arc::new(Control::default());
+        let mailbox = Arc::new(Mailbox::new(self.queue_len));
         let entry = Entry {
             user: user.clone(),
             session: session.clone(),
-            tx: tx.clone(),
-            control: Arc::clone(&control),
+            mailbox: Arc::clone(&mailbox),
             channels: HashSet::new(),
         };
         if let Ok(mut state) = self.state.write() {
@@ -282,10 +241,10 @@ impl Hub {
             state.by_user.entry(user.clone()).or_default().push(id);
             // Checked under the lock `drain` takes, so no connection misses the notice.
             if self.draining.load(Ordering::Acquire) {
-                control.raise(&control.draining);
+                mailbox.raise(Signal::Draining);
             }
         }
-        Registration { id, rx, tx, control }
+        Registration { id, mailbox }
     }
 
     pub fn subscribe(&self, conn: ConnId, channels: &[ChannelId]) {
@@ -347,9 +306,8 @@ impl Hub {
                     continue;
                 }
             }
-            if let Err(mpsc::error::TrySendError::Full(_)) = listener.tx.try_send(item()) {
+            if !listener.mailbox.deliver(item()) {
                 self.queue_drops.fetch_add(1, Ordering::Relaxed);
-                listener.control.raise(&listener.control.lagged);
             }
         }
     }
@@ -414,7 +372,7 @@ impl Hub {
     pub fn recheck_session(&self, session: &SessionId) {
         if let Ok(state) = self.state.read() {
             for entry in state.conns.values().filter(|e| &e.session == session) {
-                entry.control.raise(&entry.control.recheck);
+                entry.mailbox.raise(Signal::Recheck);
             }
         }
     }
@@ -423,7 +381,7 @@ impl Hub {
     pub fn end_session(&self, session: &SessionId) {
         if let Ok(state) = self.state.read() {
             for entry in state.conns.values().filter(|e| &e.session == session) {
-                entry.control.raise(&entry.control.revoked);
+                entry.mailbox.raise(Signal::Revoked);
             }
         }
     }
@@ -433,7 +391,7 @@ impl Hub {
         if let Ok(state) = self.state.read() {
             for conn in state.by_user.get(user).into_iter().flatten() {
                 if let Some(entry) = state.conns.get(conn) {
-                    entry.control.raise(&entry.control.recheck);
+                    entry.mailbox.raise(Signal::Recheck);
                 }
             }
         }
@@ -445,7 +403,7 @@ impl Hub {
         if let Ok(state) = self.state.write() {
             self.draining.store(true, Ordering::Release);
             for entry in state.conns.values() {
-                entry.control.raise(&entry.control.draining);
+                entry.mailbox.raise(Signal::Draining);
             }
         }
     }
@@ -454,7 +412,7 @@ impl Hub {
     pub fn recheck_all(&self) {
         if let Ok(state) = self.state.read() {
             for entry in state.conns.values() {
-                entry.control.raise(&entry.control.recheck);
+                entry.mailbox.raise(Signal::Recheck);
             }
         }
     }
@@ -575,18 +533,18 @@ mod tests {
         let hub = Hub::new(4);
         let (user, session) = ids(1);
         let before = hub.register(&user, &session);
-        assert!(!before.control.draining.load(Ordering::Acquire));
+        assert!(!before.mailbox.is_raised(Signal::Draining));
         hub.drain();
-        assert!(before.control.draining.load(Ordering::Acquire), "an open connection is told");
+        assert!(before.mailbox.is_raised(Signal::Draining), "an open connection is told");
         let (user, session) = ids(2);
         let after = hub.register(&user, &session);
-        assert!(after.control.draining.load(Ordering::Acquire), "a connection registered during the drain is told");
+        assert!(after.mailbox.is_raised(Signal::Draining), "a connection registered during the drain is told");
     }
 
     #[test]
     fn a_queue_slot_is_two_words() {
-        // A connection's queue allocates slots in blocks of 32, used or not: slot size is memory
-        // per idle connection.
+        // A busy connection's mailbox keeps its buffers' capacity: slot size is memory per
+        // connection.
         assert!(std::mem::size_of::<Outbound>() <= 2 * std::mem::size_of::<usize>());
     }
 
@@ -667,13 +625,13 @@ mod tests {
     async fn swapped_publishes_reach_a_connection_in_order() {
         let hub = Hub::new(16);
         let user = UserId::from_generated("u".into());
-        let mut reg = hub.register(&user, &SessionId::from_generated("s".into()));
+        let reg = hub.register(&user, &SessionId::from_generated("s".into()));
         hub.subscribe(reg.id, &[ChannelId::from_generated("c".into())]);
         for seq in [1, 3, 2, 4] {
             hub.publish_live(live(seq), false);
         }
         let mut got = Vec::new();
-        while let Ok(Outbound::Event(event)) = reg.rx.try_recv() {
+        while let Some(Outbound::Event(event)) = reg.mailbox.pop() {
             got.push(event.seq);
         }
         assert_eq!(got, vec![1, 2, 3, 4]);
@@ -683,16 +641,16 @@ mod tests {
     async fn a_gap_that_never_fills_is_given_up_after_the_wait() {
         let hub = Hub::new(16);
         let user = UserId::from_generated("u".into());
-        let mut reg = hub.register(&user, &SessionId::from_generated("s".into()));
+        let reg = hub.register(&user, &SessionId::from_generated("s".into()));
         let channel = ChannelId::from_generated("c".into());
         hub.subscribe(reg.id, std::slice::from_ref(&channel));
         hub.publish_live(live(1), false);
         hub.publish_live(live(3), false);
-        let first = reg.rx.try_recv().expect("1 went out");
+        let first = reg.mailbox.pop().expect("1 went out");
         assert!(matches!(first, Outbound::Event(e) if e.seq == 1));
-        assert!(reg.rx.try_recv().is_err(), "3 waits");
+        assert!(reg.mailbox.pop().is_none(), "3 waits");
         tokio::time::sleep(Duration::from_millis(HUB_REORDER_WAIT_MS * 3)).await;
-        let next = reg.rx.try_recv().expect("3 went out after the wait");
+        let next = reg.mailbox.pop().expect("3 went out after the wait");
         assert!(matches!(next, Outbound::Event(e) if e.seq == 3));
     }
 }

@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod hub;
+mod mailbox;
 
 use std::sync::Arc;
 
@@ -65,10 +66,13 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
     };
     let limits = state.ws;
     let context = connection::Context { app: state.app.clone(), hub: Arc::clone(&state.hub), limits };
-    let start = Box::new(connection::Start { ctx: context, pre_auth });
-    // The upgraded connection keeps its place under the connection caps for as long as it lives.
-    let slot = parts.extensions.get::<Arc<ConnectionSlot>>().cloned();
-    let socket_guard = state.hub.socket_opened();
+    let start = Box::new(connection::Start {
+        ctx: context,
+        pre_auth,
+        // The upgraded connection keeps its place under the connection caps for as long as it lives.
+        slot: parts.extensions.get::<Arc<ConnectionSlot>>().cloned(),
+        socket_guard: state.hub.socket_opened(),
+    });
     // The connection's log lines keep the request's span (request id, node id).
     let span = tracing::Span::current();
     upgrade
@@ -79,14 +83,7 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
         .max_frame_size(limits.frame_bytes_max)
         .on_upgrade(move |socket| {
             let (sink, source) = socket.split();
-            tracing::Instrument::instrument(
-                async move {
-                    let _slot = slot;
-                    let _socket_guard = socket_guard;
-                    connection::run(sink, source, start).await;
-                },
-                span,
-            )
+            tracing::Instrument::instrument(connection::run(sink, source, start), span)
         })
 }
 

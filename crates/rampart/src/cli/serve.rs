@@ -145,6 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let hub = Hub::new(config.ws.queue_len_max);
     let app = open_app(&config, hub.clone()).await?;
     gateway::spawn_session_listener(&app, hub.clone());
+    gateway::spawn_heartbeat(&hub, std::time::Duration::from_millis(config.ws.ping_interval_ms));
     let bus = match &config.cluster {
         Some(cluster) => Some(crate::cluster::start(cluster, &node, hub.clone(), app.clone()).await?),
         None => None,

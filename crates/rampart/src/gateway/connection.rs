@@ -6,7 +6,7 @@
 //! Once started, a connection is two tasks. The writer owns the socket's sending half and all
 //! the connection's state, and waits on its mailbox only, so a delivery wakes nothing else. The
 //! reader owns the receiving half: it hands each client frame to the writer through the same
-//! mailbox, and raises the heartbeat signal every ping interval.
+//! mailbox. The node's heartbeat timer raises each connection's heartbeat once per ping interval.
 //!
 //! Memory per idle connection is a product goal, so the writer's long-lived future holds only
 //! `Live` and its loop: authentication and the start-up steps run in boxed futures of their own,
@@ -61,6 +61,11 @@ const RESUME_WINDOW_MS: u64 = 250;
 const CATCH_UP_EVENTS_MAX: usize = 10_000;
 /// How long the final frames (resync, error, close) may take to write.
 const FAREWELL_WRITE_MS: u64 = 10_000;
+/// After our close frame, how long we keep reading (and discarding) what the client still sends
+/// — its pongs, its own close — before dropping the socket. Dropping it with unread data makes
+/// the kernel reset the connection, and a reset client may lose the close frame (and the
+/// `resync` before it) that it has not read yet.
+const CLOSE_LINGER_MS: u64 = 2_000;
 /// The writer takes everything queued at once into a buffer of its own; a buffer grown past this
 /// many slots by a burst is freed once drained, so an idle connection does not keep it.
 pub(super) const BATCH_KEEP_SLOTS: usize = 64;
@@ -122,6 +127,8 @@ struct Live {
     cursors: HashMap<ChannelId, Cursor>,
     last_heard: Instant,
     last_typing: Option<Instant>,
+    /// The reader task, aborted when the connection is dropped.
+    reader: Option<ReaderTask>,
     _held: (Option<Arc<ConnectionSlot>>, SocketGuard),
 }
 
@@ -188,6 +195,7 @@ async fn open(opening: Box<(Sink, Source, Box<Start>)>) -> Option<(Live, Source)
         cursors: HashMap::new(),
         last_heard: Instant::now(),
         last_typing: None,
+        reader: None,
         _held: (slot, socket_guard),
     };
     Some((live, source))
@@ -216,28 +224,18 @@ impl Drop for ReaderTask {
 }
 
 /// The reader: hands each frame the client sends to the writer through the connection's mailbox,
-/// and reads the next frame only once the writer has handled the last one; raises the heartbeat
-/// signal every ping interval. Ends when the client has gone (after saying so) or the writer has.
-async fn read_loop(mut source: Source, mailbox: Arc<Mailbox>, ping_interval: Duration) {
-    let mut heartbeat = tokio::time::interval(ping_interval);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.tick().await;
-    loop {
-        tokio::select! {
-            message = source.next() => {
-                let Some(Ok(message)) = message else {
-                    mailbox.push_client(Outbound::Client(None));
-                    return;
-                };
-                let (done, handled) = oneshot::channel();
-                mailbox.push_client(Outbound::Client(Some(Box::new(ClientMessage { message, done }))));
-                if handled.await.is_err() {
-                    return;
-                }
-            }
-            _ = heartbeat.tick() => mailbox.raise(Signal::Heartbeat),
+/// and reads the next frame only once the writer has handled the last one. Ends when the client
+/// has gone (after saying so) or the writer has. (The heartbeat is the node's, `spawn_heartbeat`:
+/// no timer per connection.)
+async fn read_loop(mut source: Source, mailbox: Arc<Mailbox>) {
+    while let Some(Ok(message)) = source.next().await {
+        let (done, handled) = oneshot::channel();
+        mailbox.push_client(Outbound::Client(Some(Box::new(ClientMessage { message, done }))));
+        if handled.await.is_err() {
+            return;
         }
     }
+    mailbox.push_client(Outbound::Client(None));
 }
 
 impl Live {
@@ -250,15 +248,39 @@ impl Live {
         }
     }
 
+    /// Writes the farewell frames and our close, then lingers (see `CLOSE_LINGER_MS`).
     async fn farewell(&mut self, code: u16, reason: &'static str, farewell: Vec<Message>) {
         let deadline = Duration::from_millis(FAREWELL_WRITE_MS);
-        let _ = tokio::time::timeout(deadline, async {
+        let written = tokio::time::timeout(deadline, async {
             for frame in farewell {
                 self.socket.feed(frame).await?;
             }
             close(&mut self.socket, code, reason).await
         })
         .await;
+        if matches!(written, Ok(Ok(()))) && self.reader.is_some() {
+            let _ = tokio::time::timeout(Duration::from_millis(CLOSE_LINGER_MS), self.discard_until_gone()).await;
+        }
+    }
+
+    /// Takes what the reader passes on, answering nothing, until the client has gone.
+    async fn discard_until_gone(&mut self) {
+        let mailbox = Arc::clone(&self.reg.mailbox);
+        let mut batch = VecDeque::new();
+        loop {
+            // Unregistered: nothing raises a signal any more; what was raised is moot.
+            mailbox.lower_all();
+            std::future::poll_fn(|cx| mailbox.poll_next(cx, &mut batch)).await;
+            for item in batch.drain(..) {
+                match item {
+                    Outbound::Client(Some(client)) => {
+                        let _ = client.done.send(());
+                    }
+                    Outbound::Client(None) => return,
+                    Outbound::Event(_) | Outbound::Ephemeral(_) => {}
+                }
+            }
+        }
     }
 
     async fn serve(&mut self, mut source: Source) -> Exit {
@@ -267,9 +289,8 @@ impl Live {
         if let Some(exit) = Box::pin(self.start(&mut source)).await {
             return exit;
         }
-        let ping_interval = Duration::from_millis(self.ctx.limits.ping_interval_ms);
-        let reader = read_loop(source, Arc::clone(&self.reg.mailbox), ping_interval);
-        let _reader = ReaderTask(tokio::spawn(tracing::Instrument::in_current_span(reader)));
+        let reader = read_loop(source, Arc::clone(&self.reg.mailbox));
+        self.reader = Some(ReaderTask(tokio::spawn(tracing::Instrument::in_current_span(reader))));
         self.main_loop().await
     }
 

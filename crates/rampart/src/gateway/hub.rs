@@ -408,6 +408,19 @@ impl Hub {
         }
     }
 
+    /// Raises the heartbeat of the connections in `slot` of `slots` (by id). The node's one
+    /// heartbeat timer walks the slots, so every connection beats once per ping interval without
+    /// a timer of its own, and the pings are spread over the interval rather than sent together.
+    pub fn heartbeat(&self, slot: u64, slots: u64) {
+        if let Ok(state) = self.state.read() {
+            for (id, entry) in &state.conns {
+                if id % slots == slot {
+                    entry.mailbox.raise(Signal::Heartbeat);
+                }
+            }
+        }
+    }
+
     /// Every connection checks its session again (after missed notifications).
     pub fn recheck_all(&self) {
         if let Ok(state) = self.state.read() {
@@ -539,6 +552,24 @@ mod tests {
         let (user, session) = ids(2);
         let after = hub.register(&user, &session);
         assert!(after.mailbox.is_raised(Signal::Draining), "a connection registered during the drain is told");
+    }
+
+    #[test]
+    fn the_heartbeat_reaches_each_connection_once_per_round_of_slots() {
+        let hub = Hub::new(4);
+        let regs: Vec<Registration> = (0..7)
+            .map(|n| {
+                let (user, session) = ids(n);
+                hub.register(&user, &session)
+            })
+            .collect();
+        let slots = 3;
+        for slot in 0..slots {
+            hub.heartbeat(slot, slots);
+            let beaten: Vec<bool> = regs.iter().map(|r| r.mailbox.take(Signal::Heartbeat)).collect();
+            let expected: Vec<bool> = regs.iter().map(|r| r.id % slots == slot).collect();
+            assert_eq!(beaten, expected, "slot {slot}");
+        }
     }
 
     #[test]

@@ -99,6 +99,11 @@ impl Mailbox {
         self.signals.fetch_and(!(signal as u8), Ordering::AcqRel) & signal as u8 != 0
     }
 
+    /// Lowers every signal.
+    pub fn lower_all(&self) {
+        self.signals.store(0, Ordering::Release);
+    }
+
     /// Drops everything queued.
     pub fn clear(&self) {
         self.queue().clear();

@@ -7,6 +7,7 @@ pub mod hub;
 mod mailbox;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
@@ -85,6 +86,26 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
             let (sink, source) = socket.split();
             tracing::Instrument::instrument(connection::run(sink, source, start), span)
         })
+}
+
+/// The heartbeat timer walks this many slots per ping interval, beating one slot's connections
+/// at each tick (see `Hub::heartbeat`).
+const HEARTBEAT_SLOTS: u32 = 10;
+
+/// The node's one heartbeat timer: every connection is told, once per `ping_interval`, to check
+/// its idle deadline and ping its client. Ends with the hub.
+pub fn spawn_heartbeat(hub: &Arc<Hub>, ping_interval: Duration) {
+    let hub = Arc::downgrade(hub);
+    let tick = (ping_interval / HEARTBEAT_SLOTS).max(Duration::from_millis(1));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for slot in (0..u64::from(HEARTBEAT_SLOTS)).cycle() {
+            ticker.tick().await;
+            let Some(hub) = hub.upgrade() else { return };
+            hub.heartbeat(slot, u64::from(HEARTBEAT_SLOTS));
+        }
+    });
 }
 
 /// Relays "session ended" notices from the application to the hub, so live connections close

@@ -206,7 +206,10 @@ impl App {
         let key = account_key(auth.user.username.as_str());
         self.check_throttle(&key, meta, "auth.password.change").await?;
         password_policy::check(new.expose_secret(), auth.user.username.as_str()).map_err(AppError::WeakPassword)?;
-        let matches = self.inner.hashes.verify(current, Some(auth.user.password_hash.clone())).await?;
+        // The hash is read now, not taken from the request's authentication (which may come from
+        // the cache, from before a change made elsewhere a moment ago).
+        let stored = self.inner.store.user_by_id(&auth.user.id).await?.map(|user| user.password_hash);
+        let matches = self.inner.hashes.verify(current, stored).await?;
         if !matches {
             self.record_failure(&key, meta).await?;
             let details = json!({ "reason": "invalid_current_password" });

@@ -82,16 +82,16 @@ mod tests {
     use super::*;
     use rampart_core::validate::{DisplayName, Username};
     use rampart_core::{Role, SessionId, UserId};
-    use rampart_store::{SessionRecord, UserRecord};
+    use crate::SessionUser;
+    use rampart_store::SessionRecord;
 
     fn auth(n: usize) -> Authenticated {
         let user = UserId::parse(&format!("user-{n}")).expect("id");
         Authenticated {
-            user: UserRecord {
+            user: SessionUser {
                 id: user.clone(),
                 username: Username::parse(&format!("user{n}")).expect("name"),
                 display_name: DisplayName::parse("User").expect("display"),
-                password_hash: String::new(),
                 role: Role::Member,
                 disabled: false,
                 mfa_enabled: false,

@@ -29,7 +29,7 @@ pub use files::{FilePolicy, MalwareScanner, ScanError, ScanSession, ScanVerdict,
 pub use hashing::HashPool;
 pub use keys::{KekRotation, Reencryption};
 pub use messaging::{ChannelAccess, EventSink, NoLiveConnections, SearchInput, SendInput};
-pub use sessions::{Authenticated, NewSessionIssued, SessionEnded};
+pub use sessions::{Authenticated, NewSessionIssued, SessionEnded, SessionUser};
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -1,18 +1,52 @@
 //! Sessions: opening one at login, authenticating a presented token, listing and ending them.
 //! Tokens are 256-bit random values; only their SHA-256 is stored.
 
-use rampart_core::{SessionId, Timestamp, UserId};
+use rampart_core::validate::{DisplayName, Username};
+use rampart_core::{Role, SessionId, Timestamp, UserId};
 use rampart_crypto::Token;
 use rampart_store::{NewSession, SessionRecord, UserRecord};
 use serde_json::json;
 
 use crate::{new_id, now, App, AppError, RequestMeta};
 
-/// A request's proven identity: the session and its (enabled) user, read fresh from the store.
+/// A request's proven identity: the session and its (enabled) user, read from the store (or the
+/// short-lived authentication cache).
 #[derive(Clone, Debug)]
 pub struct Authenticated {
-    pub user: UserRecord,
+    pub user: SessionUser,
     pub session: SessionRecord,
+}
+
+/// The signed-in user as requests see it: the account without its password hash, which only
+/// login and password change need, and read from the store themselves. So the hash is not
+/// copied into every request, nor kept in the authentication cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionUser {
+    pub id: UserId,
+    pub username: Username,
+    pub display_name: DisplayName,
+    pub role: Role,
+    pub disabled: bool,
+    pub mfa_enabled: bool,
+    pub created_at: Timestamp,
+    pub last_login_at: Option<Timestamp>,
+}
+
+impl From<UserRecord> for SessionUser {
+    fn from(user: UserRecord) -> Self {
+        let UserRecord {
+            id,
+            username,
+            display_name,
+            password_hash: _,
+            role,
+            disabled,
+            mfa_enabled,
+            created_at,
+            last_login_at,
+        } = user;
+        SessionUser { id, username, display_name, role, disabled, mfa_enabled, created_at, last_login_at }
+    }
 }
 
 /// Told to live connections so they close when their session or user is ended.
@@ -79,7 +113,7 @@ impl App {
         if session.last_seen_at.ms_until(at) >= rampart_core::limits::SESSION_TOUCH_INTERVAL_MS {
             self.inner.store.touch_session(&session.id, at).await?;
         }
-        Ok(Authenticated { user, session })
+        Ok(Authenticated { user: user.into(), session })
     }
 
     /// Whether a session still stands (used by long-lived connections between frames).

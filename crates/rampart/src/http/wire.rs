@@ -2,8 +2,10 @@
 //! store records, so a new column never leaks into a response by accident (the password hash,
 //! for one, has no field to land in).
 
+use rampart_app::SessionUser;
 use rampart_core::channel::{ChannelRole, EventKind};
-use rampart_core::Timestamp;
+use rampart_core::validate::{DisplayName, Username};
+use rampart_core::{Role, Timestamp, UserId};
 use rampart_store::{
     AuditRow, ChannelListing, ChannelRecord, EventRecord, MemberRecord, MessageRecord, SessionRecord, UserRecord,
 };
@@ -28,15 +30,27 @@ pub struct UserView {
     pub mfa_enabled: bool,
 }
 
+impl UserView {
+    fn new(id: &UserId, username: &Username, display_name: &DisplayName, role: Role, mfa_enabled: bool) -> Self {
+        Self {
+            id: id.to_string(),
+            username: username.as_str().to_owned(),
+            display_name: display_name.as_str().to_owned(),
+            role: role.as_str(),
+            mfa_enabled,
+        }
+    }
+}
+
 impl From<&UserRecord> for UserView {
     fn from(user: &UserRecord) -> Self {
-        Self {
-            id: user.id.to_string(),
-            username: user.username.as_str().to_owned(),
-            display_name: user.display_name.as_str().to_owned(),
-            role: user.role.as_str(),
-            mfa_enabled: user.mfa_enabled,
-        }
+        Self::new(&user.id, &user.username, &user.display_name, user.role, user.mfa_enabled)
+    }
+}
+
+impl From<&SessionUser> for UserView {
+    fn from(user: &SessionUser) -> Self {
+        Self::new(&user.id, &user.username, &user.display_name, user.role, user.mfa_enabled)
     }
 }
 

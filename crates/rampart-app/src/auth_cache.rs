@@ -80,9 +80,9 @@ impl AuthCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SessionUser;
     use rampart_core::validate::{DisplayName, Username};
     use rampart_core::{Role, SessionId, UserId};
-    use crate::SessionUser;
     use rampart_store::SessionRecord;
 
     fn auth(n: usize) -> Authenticated {

@@ -321,11 +321,14 @@ impl Receiver {
         wanted
     }
 
-    /// One notice; false when its ids do not parse.
+    /// One notice; false when its ids do not parse or its seq cannot be one.
     fn apply(&self, notice: Notice, wanted: &mut HashMap<ChannelId, Wanted>) -> bool {
         match notice {
             Notice::Event { c, s, k, u } => {
                 let (Some(channel), Some(kind)) = (ChannelId::parse(&c), EventKind::parse(&k)) else { return false };
+                if s < 1 {
+                    return false;
+                }
                 let user = u.as_deref().map(UserId::parse);
                 if matches!(user, Some(None)) {
                     return false;
@@ -369,11 +372,12 @@ impl Receiver {
     /// `from`, the first event the notices named: its connections hold their cursors from the
     /// store, so anything older is theirs already.
     async fn backfill(&self, channel: &ChannelId, from: i64, through: i64) {
-        let oldest = through - i64::from(CLUSTER_BACKFILL_EVENTS_MAX);
+        // Saturating: a notice's seq is only a hint, and a forged one may be anything positive.
+        let oldest = through.saturating_sub(i64::from(CLUSTER_BACKFILL_EVENTS_MAX));
         let after = match self.hub.dispatched_through(channel) {
             Some(done) if done >= through => return,
             Some(done) => done.max(oldest),
-            None => (from - 1).max(oldest),
+            None => from.saturating_sub(1).max(oldest),
         };
         self.stats.backfills.fetch_add(1, Ordering::Relaxed);
         match self.app.events_for_fanout(channel, after, CLUSTER_BACKFILL_EVENTS_MAX).await {

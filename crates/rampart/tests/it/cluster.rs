@@ -437,3 +437,64 @@ async fn a_lost_notice_is_repaired_by_the_sweep() {
     assert_eq!(event["seq"], sent["seq"]);
     assert!(started.elapsed() < Duration::from_secs(8), "within a sweep interval or two: {:?}", started.elapsed());
 }
+
+/// Anyone who can publish on the bus can make a node read the store and check sessions, and
+/// nothing more: malformed, oversized and forged notices are counted and dropped, deliver nothing,
+/// end no session, and leave the channel's order intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_malformed_notices_change_nothing() {
+    let Some(cluster) = Cluster::start(1).await else { return };
+    let admin = format!("127.0.0.1:{}", crate::support::free_port());
+    let node = {
+        let (dirs, config, admin) = (Arc::clone(&cluster.dirs), cluster.config.clone(), admin.clone());
+        let port = crate::support::free_port();
+        tokio::task::spawn_blocking(move || Server::start_on(dirs, &config, &["--admin-listen", &admin], port))
+            .await
+            .expect("start")
+    };
+    let (alice, bob) = (node.user("member").await, node.user("member").await);
+    let channel = node.channel(&alice, "public").await;
+    assert_eq!(node.post_json(&bob, &format!("/api/v1/channels/{channel}/join"), json!({})).await.status(), 204);
+    node.say(&alice, &channel, "before").await;
+    let (mut bob_ws, _) = node.ws(&bob).await;
+
+    let bus = async_nats::connect(nats_url().expect("NATS")).await.expect("connect to NATS");
+    let subject = format!("{}.bus", cluster._schema.schema);
+    let oversized = format!("{{\"t\":\"user\",\"id\":\"{}\"}}", "u".repeat(2_000));
+    let forged: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        oversized.into_bytes(),
+        json!({ "t": "event", "c": "../etc", "s": 1, "k": "message.created" }).to_string().into_bytes(),
+        json!({ "t": "event", "c": channel, "s": i64::MIN, "k": "message.created" }).to_string().into_bytes(),
+        json!({ "t": "event", "c": channel, "s": 0, "k": "message.created" }).to_string().into_bytes(),
+        json!({ "t": "launch", "c": channel }).to_string().into_bytes(),
+        // Well formed, and lies: the node reads the store and finds nothing to deliver.
+        json!({ "t": "event", "c": channel, "s": 1_000_000, "k": "message.created" }).to_string().into_bytes(),
+        json!({ "t": "event", "c": channel, "s": i64::MAX, "k": "member.joined", "u": bob.id })
+            .to_string()
+            .into_bytes(),
+        // Bob's session did not end: his connection checks it against the store and stays.
+        json!({ "t": "user", "id": bob.id }).to_string().into_bytes(),
+        json!({ "t": "recheck_all" }).to_string().into_bytes(),
+    ];
+    for payload in forged {
+        bus.publish(subject.clone(), payload.into()).await.expect("publish");
+    }
+    bus.flush().await.expect("flush");
+
+    assert_eq!(bob_ws.next_within(Duration::from_millis(1_500)).await, None, "nothing is delivered, nothing closes");
+    let next = node.say(&alice, &channel, "after").await;
+    let event = bob_ws.expect_event("message.created").await;
+    assert_eq!((event["seq"].clone(), event["data"]["body"].clone()), (next["seq"].clone(), json!("after")));
+
+    let client = client_trusting(&[node.ca_pem()], false);
+    let metrics =
+        client.get(format!("https://{admin}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let counter = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a count")
+    };
+    assert_eq!(counter("rampart_cluster_notices_rejected"), 6, "the malformed, oversized and impossible ones");
+    let health = client.get(format!("https://{admin}/readyz")).send().await.expect("readyz");
+    assert_eq!(health.status(), 200);
+}

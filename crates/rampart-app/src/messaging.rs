@@ -409,6 +409,12 @@ impl App {
         Ok(self.inner.store.events_after(channel, after, limit).await?)
     }
 
+    /// Whether `user` belongs to `channel` (for a cluster node checking a typing notice from
+    /// another node before showing it: a notice is a claim, not a proof).
+    pub async fn is_member(&self, channel: &ChannelId, user: &UserId) -> Result<bool, AppError> {
+        Ok(self.inner.store.membership(channel, user).await?.is_some())
+    }
+
     /// Each channel's last `seq` (for a cluster node's sweep: which listened channels it is
     /// behind in).
     pub async fn channel_heads(&self, channels: &[ChannelId]) -> Result<Vec<(ChannelId, i64)>, AppError> {

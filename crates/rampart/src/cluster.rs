@@ -255,6 +255,15 @@ async fn forward_session_ends(app: App, outbox: Arc<Outbox>) {
     }
 }
 
+/// What a batch of notices asks of the receiver after the session notices it acted on at once.
+#[derive(Default)]
+struct Taken {
+    /// Per channel, the events to read.
+    wanted: HashMap<ChannelId, Wanted>,
+    /// Typing notices (channel, typist), to show once the typist is found to be a member.
+    typists: Vec<(ChannelId, UserId)>,
+}
+
 /// What a batch of notices asks of one channel: its events `from` … `through`.
 #[derive(Debug)]
 struct Wanted {
@@ -285,9 +294,12 @@ impl Receiver {
                             _ => break,
                         }
                     }
-                    let wanted = self.take(batch.iter().map(|m| m.payload.as_ref()));
+                    let Taken { wanted, typists } = self.take(batch.iter().map(|m| m.payload.as_ref()));
                     for (channel, want) in wanted {
                         self.backfill(&channel, want.from, want.through).await;
+                    }
+                    for (channel, user) in typists {
+                        self.typing(channel, user).await;
                     }
                 }
                 () = sweep.notified() => {
@@ -302,9 +314,26 @@ impl Receiver {
         tracing::warn!("the cluster bus subscription ended");
     }
 
-    /// Acts on session and typing notices at once and returns, per channel, the events to read.
-    fn take<'a>(&self, payloads: impl Iterator<Item = &'a [u8]>) -> HashMap<ChannelId, Wanted> {
-        let mut wanted: HashMap<ChannelId, Wanted> = HashMap::new();
+    /// Shows a typing notice from another node to the channel's listeners here, if the typist
+    /// is a member (checked in the store: anyone who can publish on the bus could claim it).
+    async fn typing(&self, channel: ChannelId, user: UserId) {
+        match self.app.is_member(&channel, &user).await {
+            Ok(true) => {
+                let frame =
+                    serde_json::json!({ "type": "typing", "channel_id": channel.as_str(), "user_id": user.as_str() });
+                self.hub.typing_from_elsewhere(&user, &channel, frame.to_string().into());
+            }
+            Ok(false) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => tracing::warn!(%error, "cannot check a typing notice's member"),
+        }
+    }
+
+    /// Acts on session notices at once and returns, per channel, the events to read, and the
+    /// typing notices to check.
+    fn take<'a>(&self, payloads: impl Iterator<Item = &'a [u8]>) -> Taken {
+        let mut taken = Taken::default();
         for payload in payloads {
             self.stats.received.fetch_add(1, Ordering::Relaxed);
             let notice = (payload.len() <= CLUSTER_NOTICE_BYTES_MAX)
@@ -314,15 +343,15 @@ impl Receiver {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            if !self.apply(notice, &mut wanted) {
+            if !self.apply(notice, &mut taken) {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             }
         }
-        wanted
+        taken
     }
 
     /// One notice; false when its ids do not parse or its seq cannot be one.
-    fn apply(&self, notice: Notice, wanted: &mut HashMap<ChannelId, Wanted>) -> bool {
+    fn apply(&self, notice: Notice, taken: &mut Taken) -> bool {
         match notice {
             Notice::Event { c, s, k, u } => {
                 let (Some(channel), Some(kind)) = (ChannelId::parse(&c), EventKind::parse(&k)) else { return false };
@@ -338,16 +367,17 @@ impl Receiver {
                 let joins_here =
                     kind == EventKind::MemberJoined && user.flatten().is_some_and(|u| self.hub.has_user(&u));
                 if self.hub.listens(&channel) || joins_here {
-                    let entry = wanted.entry(channel).or_insert(Wanted { from: s, through: s });
+                    let entry = taken.wanted.entry(channel).or_insert(Wanted { from: s, through: s });
                     entry.from = entry.from.min(s);
                     entry.through = entry.through.max(s);
                 }
             }
             Notice::Typing { c, u } => {
                 let (Some(channel), Some(user)) = (ChannelId::parse(&c), UserId::parse(&u)) else { return false };
-                let frame =
-                    serde_json::json!({ "type": "typing", "channel_id": channel.as_str(), "user_id": user.as_str() });
-                self.hub.typing_from_elsewhere(&user, &channel, frame.to_string().into());
+                // Only where someone here listens; a burst's repeats are checked once.
+                if self.hub.listens(&channel) && !taken.typists.contains(&(channel.clone(), user.clone())) {
+                    taken.typists.push((channel, user));
+                }
             }
             Notice::Session { id } => {
                 let Some(session) = SessionId::parse(&id) else { return false };

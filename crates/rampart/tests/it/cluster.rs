@@ -473,6 +473,8 @@ async fn forged_and_malformed_notices_change_nothing() {
         json!({ "t": "event", "c": channel, "s": i64::MAX, "k": "member.joined", "u": bob.id })
             .to_string()
             .into_bytes(),
+        // Someone who is not a member does not type here (checked in the store; counted).
+        json!({ "t": "typing", "c": channel, "u": "user-not-a-member" }).to_string().into_bytes(),
         // Bob's session did not end: his connection checks it against the store and stays.
         json!({ "t": "user", "id": bob.id }).to_string().into_bytes(),
         json!({ "t": "recheck_all" }).to_string().into_bytes(),
@@ -494,7 +496,11 @@ async fn forged_and_malformed_notices_change_nothing() {
         let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
         line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a count")
     };
-    assert_eq!(counter("rampart_cluster_notices_rejected"), 6, "the malformed, oversized and impossible ones");
+    assert_eq!(
+        counter("rampart_cluster_notices_rejected"),
+        7,
+        "the malformed, the oversized, the impossible, the typing outsider"
+    );
     let health = client.get(format!("https://{admin}/readyz")).send().await.expect("readyz");
     assert_eq!(health.status(), 200);
 }

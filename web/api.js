@@ -12,21 +12,35 @@ export class ApiError extends Error {
 
 let sessionEndedHandler = null;
 // A request that replaces the session cookie (a password change) while it runs: the server ends
-// the old session before the new cookie arrives, so a 401 seen meanwhile waits and retries once.
+// the old session before the new cookie arrives, so a 401 to a request sent with the old cookie —
+// while the change ran, or before it started — waits for it and retries once, even when the 401
+// lands just after the change has finished.
 let rotation = null;
+// Bumped when a cookie-replacing request starts and when it ends.
+let rotationEpoch = 0;
+// True only while `rotatingSession` starts its own request (which must not wait for itself).
+let startingRotation = false;
 
 /** Runs `send()`, a request that gives this page a new session cookie. */
 export async function rotatingSession(send) {
-  const running = send();
+  startingRotation = true;
+  let running;
+  try {
+    running = send();
+  } finally {
+    startingRotation = false;
+  }
   const settled = running.then(
     () => {},
     () => {},
   );
   rotation = settled;
+  rotationEpoch += 1;
   try {
     return await running;
   } finally {
     if (rotation === settled) rotation = null;
+    rotationEpoch += 1;
   }
 }
 
@@ -40,6 +54,10 @@ export function onSessionEnded(handler) {
  * the same-origin `Origin` header the server's CSRF check asks for.
  */
 export async function request(method, path, body, retried = false) {
+  // Read before the first await: whether this is the cookie-replacing request itself, and which
+  // cookie it goes out with.
+  const own = startingRotation;
+  const sent = { rotating: rotation !== null, epoch: rotationEpoch };
   const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -58,8 +76,9 @@ export async function request(method, path, body, retried = false) {
   const message = data?.error?.message || `The server answered ${response.status}.`;
   const retry = Number.parseInt(response.headers.get("Retry-After") || "", 10);
   const error = new ApiError(response.status, code, message, Number.isFinite(retry) ? retry : null);
-  if (code === "unauthenticated" && rotation && !retried) {
-    await rotation;
+  const cookieChanged = sent.rotating || rotation !== null || rotationEpoch !== sent.epoch;
+  if (code === "unauthenticated" && cookieChanged && !own && !retried) {
+    if (rotation) await rotation;
     return request(method, path, body, true);
   }
   if (code === "unauthenticated" && sessionEndedHandler) sessionEndedHandler();

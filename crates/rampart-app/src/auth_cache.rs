@@ -60,6 +60,16 @@ impl AuthCache {
         }
     }
 
+    /// Drops the entries past their TTL and gives back the room they held (the periodic sweep:
+    /// a server whose clients went quiet keeps none).
+    pub(crate) fn purge_expired(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, stored)| stored.elapsed() < ttl);
+            entries.shrink_to_fit();
+        }
+    }
+
     pub(crate) fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.clear();
@@ -122,5 +132,21 @@ mod tests {
         cache.put("last", &auth(0));
         let left = cache.entries.lock().expect("lock").len();
         assert_eq!(left, 1, "the stale entries went at the purge; only the new one is held");
+    }
+
+    #[test]
+    fn the_sweep_drops_expired_entries_and_their_room() {
+        let cache = AuthCache::with_ttl(Duration::from_millis(50));
+        for n in 0..500 {
+            cache.put(&format!("h{n}"), &auth(n));
+        }
+        cache.purge_expired();
+        assert_eq!(cache.entries.lock().expect("lock").len(), 500, "fresh entries stay");
+        std::thread::sleep(Duration::from_millis(60));
+        cache.put("fresh", &auth(0));
+        cache.purge_expired();
+        let entries = cache.entries.lock().expect("lock");
+        assert_eq!(entries.len(), 1);
+        assert!(entries.capacity() < 16, "the table shrank: {}", entries.capacity());
     }
 }

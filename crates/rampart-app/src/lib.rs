@@ -194,6 +194,11 @@ impl App {
         Ok(Self { inner: Arc::new(inner) })
     }
 
+    /// Drops cached authentications past their lifetime (and the room they held).
+    pub fn purge_auth_cache(&self) {
+        self.inner.auth_cache.purge_expired();
+    }
+
     /// Forgets rate-limit state of users idle long enough to be back at a full burst.
     pub async fn trim_rate_limits(&self) -> Result<(), AppError> {
         self.inner.send_limiter.retain_recent();

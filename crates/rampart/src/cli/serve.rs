@@ -22,6 +22,9 @@ use crate::{fsutil, gateway, tls};
 
 /// How often expired and idle sessions are deleted.
 const SESSION_SWEEP_INTERVAL_MS: u64 = 10 * 60 * 1000;
+/// How often cached authentications past their 2 s lifetime are dropped (they are also dropped
+/// every 1,024 insertions, which a quiet server may not reach).
+const AUTH_CACHE_SWEEP_INTERVAL_MS: u64 = 60 * 1000;
 /// The file, in `key_dir`, holding the first owner's enrollment link.
 pub const OWNER_ENROLLMENT_FILE: &str = "owner-enrollment.txt";
 
@@ -360,6 +363,14 @@ async fn set_up_scanning(config: &Config, app: &rampart_app::App) {
 }
 
 fn spawn_session_sweeper(app: rampart_app::App) {
+    let cache_app = app.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(AUTH_CACHE_SWEEP_INTERVAL_MS));
+        loop {
+            ticker.tick().await;
+            cache_app.purge_auth_cache();
+        }
+    });
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_millis(SESSION_SWEEP_INTERVAL_MS));
         loop {

@@ -138,6 +138,21 @@ impl Server {
         self.log.lock().expect("log").clone()
     }
 
+    /// Whether the server's log holds `needle` within `wait` (a line is logged, and read from its
+    /// pipe, a moment after what it reports has happened).
+    pub async fn log_shows(&self, needle: &str, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server with SIGTERM-equivalent (kill) and waits.
     pub fn stop(mut self) -> Arc<Dirs> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();

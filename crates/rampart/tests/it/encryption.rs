@@ -104,7 +104,7 @@ async fn a_ciphertext_moved_to_another_row_answers_with_an_integrity_error_and_t
     assert_eq!(moved["error"]["code"], "integrity_error");
     assert_eq!(moved["deleted"], false);
     assert!(messages.iter().filter(|m| m["id"] != second["id"]).all(|m| m.get("error").is_none()));
-    assert!(server.log_text().contains("failed its integrity check"));
+    assert!(server.log_shows("failed its integrity check", Duration::from_secs(5)).await, "{}", server.log_text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,7 +120,7 @@ async fn a_collector_that_is_down_then_up_receives_every_record_in_order() {
     }
     let written_while_down = head_seq(&server.dirs).await;
     assert!(written_while_down >= 5, "records were written: {written_while_down}");
-    assert!(server.log_text().contains("cannot reach the collector"), "{}", server.log_text());
+    assert!(server.log_shows("cannot reach the collector", Duration::from_secs(5)).await, "{}", server.log_text());
 
     let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the collector");
     let mut heard = Heard::default();
@@ -151,8 +151,9 @@ async fn a_collector_that_is_down_then_up_receives_every_record_in_order() {
     heard.read_until(&mut connection, after_drop).await;
     heard.assert_complete_and_in_order(after_drop);
     assert!(heard.seqs[before_reconnect] <= live, "the reconnect replays from before the cursor: {:?}", heard.seqs);
-    let log = server.log_text();
-    assert!(log.contains("connected to the collector") && log.contains("connection to the collector lost"), "{log}");
+    for line in ["connected to the collector", "connection to the collector lost"] {
+        assert!(server.log_shows(line, Duration::from_secs(5)).await, "{line}: {}", server.log_text());
+    }
 
     // The forwarder stops with the server, connected or not.
     let log = Arc::clone(&server.log);
@@ -215,5 +216,5 @@ async fn over_tls_only_a_collector_from_the_configured_ca_receives_the_records()
     heard.read_until(&mut connection, head).await;
     heard.assert_complete_and_in_order(head);
     assert!(heard.messages.iter().any(|m| m.contains("action=\"server.start\"")), "{:?}", heard.messages);
-    assert!(server.log_text().contains("cannot reach the collector"), "{}", server.log_text());
+    assert!(server.log_shows("cannot reach the collector", Duration::from_secs(5)).await, "{}", server.log_text());
 }

@@ -133,7 +133,7 @@ async fn a_certificate_swapped_on_disk_is_served_without_restart_or_dropped_conn
     // A new connection now gets the new certificate, which the old CA does not vouch for.
     let fresh_old = client_trusting(&[ca1.into_bytes()], false);
     assert!(fresh_old.get(server.url("/healthz")).send().await.is_err());
-    assert!(server.log_text().contains("TLS certificate reloaded"));
+    assert!(server.log_shows("TLS certificate reloaded", Duration::from_secs(5)).await, "{}", server.log_text());
     // The reload is a config change: audited.
     let tail = server.rampart(&["audit", "export"]);
     assert!(String::from_utf8_lossy(&tail.stdout).contains("config.tls_certificate_reloaded"), "audited");

@@ -244,6 +244,9 @@ pub const WS_TYPING_INTERVAL_MS: u64 = 1_000;
 pub const WS_BACKFILL_PAGE: u32 = 500;
 /// Channels one `resume` frame may name.
 pub const WS_RESUME_CHANNELS_MAX: usize = 10_000;
+/// `resume` frames one connection may send: each may replay up to 10,000 events per channel from
+/// the store, so a client resumes once, right after `ready`; more get a `resume_refused` error.
+pub const WS_RESUMES_PER_CONNECTION_MAX: u8 = 1;
 /// Concurrent sends to one channel commit in `seq` order but may reach the hub out of it (each
 /// publishes after its own commit). The hub holds an event that arrives ahead of a missing one
 /// this long, so that every connection does not read the gap back from the store; a gap still

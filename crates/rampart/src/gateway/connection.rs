@@ -127,6 +127,8 @@ struct Live {
     cursors: HashMap<ChannelId, Cursor>,
     last_heard: Instant,
     last_typing: Option<Instant>,
+    /// `resume` frames honoured so far (at most `WS_RESUMES_PER_CONNECTION_MAX`).
+    resumes: u8,
     /// The reader task, aborted when the connection is dropped.
     reader: Option<ReaderTask>,
     _held: (Option<Arc<ConnectionSlot>>, SocketGuard),
@@ -195,6 +197,7 @@ async fn open(opening: Box<(Sink, Source, Box<Start>)>) -> Option<(Live, Source)
         cursors: HashMap::new(),
         last_heard: Instant::now(),
         last_typing: None,
+        resumes: 0,
         reader: None,
         _held: (slot, socket_guard),
     };
@@ -534,10 +537,18 @@ impl Live {
     }
 
     async fn resume(&mut self, cursors: HashMap<String, i64>) -> Option<Exit> {
+        // Each resume may read and decrypt thousands of stored events: a connection gets its
+        // budget, and a replay past it costs the store nothing.
+        if self.resumes >= limits::WS_RESUMES_PER_CONNECTION_MAX {
+            let refused =
+                error_frame("resume_refused", "This connection has already resumed: reconnect to resume again.");
+            return self.socket.send(refused).await.err().map(|_| Exit::Gone);
+        }
         if cursors.len() > limits::WS_RESUME_CHANNELS_MAX {
             let _ = self.socket.send(error_frame("invalid_input", "Too many channels in resume.")).await;
             return None;
         }
+        self.resumes += 1;
         for (text, seq) in cursors {
             // Only channels the user belongs to; anything else is ignored (not found).
             let Some(channel) = ChannelId::parse(&text).filter(|c| self.cursors.contains_key(c)) else { continue };

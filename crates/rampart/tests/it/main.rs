@@ -12,6 +12,7 @@ mod edge;
 mod encryption;
 mod files;
 mod forward;
+mod live_sessions;
 mod load_balancer;
 mod messaging;
 mod metrics;

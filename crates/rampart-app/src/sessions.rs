@@ -88,8 +88,11 @@ impl App {
         {
             return Ok(auth);
         }
+        // Taken before the store read: if the session or its user is revoked meanwhile, what was
+        // read is not cached (the revocation's purge may already have run).
+        let ticket = self.inner.auth_cache.ticket();
         let auth = self.authenticate_from_store(token).await?;
-        self.inner.auth_cache.put(hash.as_str(), &auth);
+        self.inner.auth_cache.put(hash.as_str(), &auth, &ticket);
         Ok(auth)
     }
 
@@ -116,9 +119,11 @@ impl App {
         Ok(Authenticated { user: user.into(), session })
     }
 
-    /// Whether a session still stands (used by long-lived connections between frames).
+    /// Whether a session still stands, read from the store, never the cache (long-lived
+    /// connections ask when told their session or user changed: a cached answer could be the
+    /// one the change was meant to end).
     pub async fn session_is_live(&self, token: &Token) -> bool {
-        self.authenticate(token).await.is_ok()
+        self.authenticate_from_store(token).await.is_ok()
     }
 
     pub async fn list_sessions(&self, auth: &Authenticated) -> Result<Vec<SessionRecord>, AppError> {

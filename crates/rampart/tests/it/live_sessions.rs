@@ -1,8 +1,98 @@
-//! Sessions and live sockets (issue 16): `resume` is honoured once per connection.
+//! Sessions and live sockets (issue 16, items 10 and 11): a revoked or disabled user's other
+//! token is refused over HTTP at once while requests race the revocation, and its socket closes;
+//! `resume` is honoured once per connection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::Server;
+use crate::support::{expect_error, Dirs, Server, User, FRAME_WAIT, PASSWORD};
+
+/// The node's heartbeat beats every connection this often in these tests.
+const CONFIG: &str = "[websocket]\nping_interval_ms = 200\n";
+
+async fn me_status(server: &Server, user: &User) -> u16 {
+    let response = server.client().get(server.url("/api/v1/users/me")).headers(user.bearer()).send().await.expect("me");
+    response.status().as_u16()
+}
+
+/// Requests with `user`'s token, one after another, until told to stop; returns whether any was
+/// answered 200 after `ended` was set.
+fn hammer(
+    server: &Arc<Server>,
+    user: &User,
+    ended: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<bool> {
+    let (server, user, ended, stop) = (Arc::clone(server), user.clone(), Arc::clone(ended), Arc::clone(stop));
+    tokio::spawn(async move {
+        let mut accepted_after = false;
+        while !stop.load(Ordering::Acquire) {
+            let was_ended = ended.load(Ordering::Acquire);
+            if me_status(&server, &user).await == 200 && was_ended {
+                accepted_after = true;
+            }
+        }
+        accepted_after
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_revoking_others_or_disabling_refuses_the_other_token_at_once_and_closes_its_socket() {
+    let server = Arc::new(Server::start_with(Arc::new(Dirs::new()), CONFIG, &[]));
+    let admin = server.user("admin").await;
+    let victim = server.user("member").await;
+    // Revoke others: the victim's second session races requests against the revocation.
+    let other = User { token: server.login_token(&victim.username, PASSWORD).await, ..victim.clone() };
+    let (mut other_ws, _) = server.ws(&other).await;
+    let (ended, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let racer = hammer(&server, &other, &ended, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let revoked = server
+        .client()
+        .delete(server.url("/api/v1/auth/sessions"))
+        .headers(victim.bearer())
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 204);
+    ended.store(true, Ordering::Release);
+    expect_error(
+        server.client().get(server.url("/api/v1/users/me")).headers(other.bearer()).send().await.expect("me"),
+        401,
+        "unauthenticated",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Release);
+    assert!(!racer.await.expect("racer"), "a request after the revocation was accepted");
+    let (frames, closed) = other_ws.drain_until_closed(FRAME_WAIT).await;
+    assert!(closed && frames.iter().any(|f| f["code"] == "unauthenticated"), "{frames:?}");
+
+    // Disable: the same for the session that stayed.
+    let (mut victim_ws, _) = server.ws(&victim).await;
+    let (ended, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let racer = hammer(&server, &victim, &ended, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let disabled = server
+        .client()
+        .patch(server.url(&format!("/api/v1/admin/users/{}", victim.id)))
+        .headers(admin.bearer())
+        .json(&json!({ "disabled": true }))
+        .send()
+        .await
+        .expect("disable");
+    assert_eq!(disabled.status(), 200);
+    ended.store(true, Ordering::Release);
+    assert_eq!(me_status(&server, &victim).await, 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Release);
+    assert!(!racer.await.expect("racer"), "a request after the disable was accepted");
+    let (_, closed) = victim_ws.drain_until_closed(FRAME_WAIT).await;
+    assert!(closed, "the disabled user's socket closes");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_16_resume_is_honoured_once_per_connection() {

@@ -56,6 +56,13 @@ pub enum SessionEnded {
     AllOfUser(UserId),
 }
 
+/// Whether an authentication counts as use of the session (moves its idle deadline on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Activity {
+    Counts,
+    DoesNotCount,
+}
+
 /// A freshly opened session: the token is shown to the client once.
 #[derive(Debug)]
 pub struct NewSessionIssued {
@@ -83,6 +90,18 @@ impl App {
     /// served from a short-lived cache; every local revocation, disable and role change empties
     /// the affected entries before it returns, so a revoked token is refused at once.
     pub async fn authenticate(&self, token: &Token) -> Result<Authenticated, AppError> {
+        self.authenticate_cached(token, Activity::Counts).await
+    }
+
+    /// As `authenticate`, for opening a WebSocket: the session must stand, but opening it does
+    /// not count as activity. The idle timer counts HTTP API requests only — what a person does;
+    /// a socket's traffic (reconnects, resumes, pings, pushed events) goes on in an unattended
+    /// tab, which must still idle out.
+    pub async fn authenticate_socket(&self, token: &Token) -> Result<Authenticated, AppError> {
+        self.authenticate_cached(token, Activity::DoesNotCount).await
+    }
+
+    async fn authenticate_cached(&self, token: &Token, activity: Activity) -> Result<Authenticated, AppError> {
         let hash = token.hash();
         if let Some(auth) = self.inner.auth_cache.get(hash.as_str(), now(), self.inner.config.sessions.idle_timeout_ms)
         {
@@ -91,12 +110,12 @@ impl App {
         // Taken before the store read: if the session or its user is revoked meanwhile, what was
         // read is not cached (the revocation's purge may already have run).
         let ticket = self.inner.auth_cache.ticket();
-        let auth = self.authenticate_from_store(token).await?;
+        let auth = self.authenticate_from_store(token, activity).await?;
         self.inner.auth_cache.put(hash.as_str(), &auth, &ticket);
         Ok(auth)
     }
 
-    async fn authenticate_from_store(&self, token: &Token) -> Result<Authenticated, AppError> {
+    async fn authenticate_from_store(&self, token: &Token, activity: Activity) -> Result<Authenticated, AppError> {
         let at = now();
         let policy = self.inner.config.sessions;
         let Some(session) = self.inner.store.session_by_token_hash(token.hash().as_str()).await? else {
@@ -113,17 +132,31 @@ impl App {
         if user.disabled {
             return Err(AppError::Unauthenticated);
         }
-        if session.last_seen_at.ms_until(at) >= rampart_core::limits::SESSION_TOUCH_INTERVAL_MS {
+        let due = session.last_seen_at.ms_until(at) >= rampart_core::limits::SESSION_TOUCH_INTERVAL_MS;
+        if activity == Activity::Counts && due {
             self.inner.store.touch_session(&session.id, at).await?;
         }
         Ok(Authenticated { user: user.into(), session })
     }
 
-    /// Whether a session still stands, read from the store, never the cache (long-lived
-    /// connections ask when told their session or user changed: a cached answer could be the
-    /// one the change was meant to end).
-    pub async fn session_is_live(&self, token: &Token) -> bool {
-        self.authenticate_from_store(token).await.is_ok()
+    /// When a session ends unless it is used again: its absolute end or its idle deadline,
+    /// whichever comes first.
+    pub fn session_ends_at(&self, session: &SessionRecord) -> Timestamp {
+        let idle_deadline = session.last_seen_at.plus_ms(self.inner.config.sessions.idle_timeout_ms);
+        if idle_deadline < session.expires_at {
+            idle_deadline
+        } else {
+            session.expires_at
+        }
+    }
+
+    /// Whether a session still stands, and until when (`session_ends_at`): read from the store,
+    /// never the cache, and not counted as activity. Long-lived connections ask when told their
+    /// session or user changed (a cached answer could be the one the change was meant to end)
+    /// and when the end they knew of has come (requests may have moved it on).
+    pub async fn session_standing(&self, token: &Token) -> Option<Timestamp> {
+        let auth = self.authenticate_from_store(token, Activity::DoesNotCount).await.ok()?;
+        Some(self.session_ends_at(&auth.session))
     }
 
     pub async fn list_sessions(&self, auth: &Authenticated) -> Result<Vec<SessionRecord>, AppError> {
@@ -161,7 +194,9 @@ impl App {
         self.audit_done(auth, "auth.logout", None, meta, json!({})).await
     }
 
-    /// Deletes expired and idle sessions; run periodically.
+    /// Deletes expired and idle sessions; run periodically. Live connections are not told: each
+    /// closes at its own session's end, at the next heartbeat (well before this sweep comes).
+    /// Revocations, disables and logouts tell them at once (`notify`).
     pub async fn sweep_sessions(&self) -> Result<u64, AppError> {
         let at = now();
         let idle_before = Timestamp(at.0 - self.inner.config.sessions.idle_timeout_ms);

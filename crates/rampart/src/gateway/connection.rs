@@ -22,7 +22,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rampart_app::{App, Authenticated};
 use rampart_core::channel::EventKind;
-use rampart_core::{limits, ChannelId, UserId};
+use rampart_core::{limits, ChannelId, Timestamp, UserId};
 use rampart_crypto::Token;
 use serde::Deserialize;
 use serde_json::json;
@@ -74,6 +74,8 @@ const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TRY_AGAIN: u16 = 1013;
 /// WebSocket close code "service restart": the node is going away; reconnect (elsewhere).
 const CLOSE_SERVICE_RESTART: u16 = 1012;
+/// Close code (application range) for a session past its idle or absolute end: sign in again.
+const CLOSE_SESSION_EXPIRED: u16 = 4001;
 
 /// The frame that tells a client its node is draining: reconnect (the load balancer sends it to
 /// another node) and resume from its cursors.
@@ -122,6 +124,9 @@ struct Live {
     /// connection's lifetime.
     user: UserId,
     token: Token,
+    /// When the session ends unless used meanwhile (`App::session_ends_at`); the heartbeat
+    /// closes the connection once the store agrees it has.
+    session_ends_at: Timestamp,
     reg: Registration,
     /// Where the client is, per channel it belongs to.
     cursors: HashMap<ChannelId, Cursor>,
@@ -151,7 +156,7 @@ async fn first_frame_auth(socket: &mut Sink, source: &mut Source, ctx: &Context)
         _ => None,
     };
     let authenticated = match token {
-        Some(token) => ctx.app.authenticate(&token).await.ok().map(|auth| (auth, token)),
+        Some(token) => ctx.app.authenticate_socket(&token).await.ok().map(|auth| (auth, token)),
         None => None,
     };
     if authenticated.is_none() {
@@ -187,12 +192,14 @@ async fn open(opening: Box<(Sink, Source, Box<Start>)>) -> Option<(Live, Source)
         let _ = close(&mut socket, CLOSE_POLICY, "unauthenticated").await;
         return None;
     };
+    let session_ends_at = ctx.app.session_ends_at(&auth.session);
     let (reg, user) = register(&ctx.hub, auth);
     let live = Live {
         ctx,
         socket,
         user,
         token,
+        session_ends_at,
         reg,
         cursors: HashMap::new(),
         last_heard: Instant::now(),
@@ -359,9 +366,12 @@ impl Live {
             let farewell = vec![error_frame("unauthenticated", "Your session has ended.")];
             return Some(Exit::Close { code: CLOSE_POLICY, reason: "session ended", farewell });
         }
-        if mailbox.take(Signal::Recheck) && !self.ctx.app.session_is_live(&self.token).await {
-            let farewell = vec![error_frame("unauthenticated", "Your session has ended.")];
-            return Some(Exit::Close { code: CLOSE_POLICY, reason: "session ended", farewell });
+        if mailbox.take(Signal::Recheck) {
+            let Some(ends_at) = self.ctx.app.session_standing(&self.token).await else {
+                let farewell = vec![error_frame("unauthenticated", "Your session has ended.")];
+                return Some(Exit::Close { code: CLOSE_POLICY, reason: "session ended", farewell });
+            };
+            self.session_ends_at = ends_at;
         }
         if mailbox.take(Signal::Draining) {
             // What is queued is dropped: the client resumes from its cursors on its next node.
@@ -382,6 +392,9 @@ impl Live {
             return Some(Exit::Close { code: CLOSE_TRY_AGAIN, reason: "too slow; resync", farewell });
         }
         if mailbox.take(Signal::Heartbeat) {
+            if let Some(exit) = self.check_session_end().await {
+                return Some(exit);
+            }
             if self.last_heard.elapsed() > Duration::from_millis(self.ctx.limits.idle_timeout_ms) {
                 return Some(Exit::Close { code: CLOSE_POLICY, reason: "idle", farewell: vec![] });
             }
@@ -390,6 +403,24 @@ impl Live {
             }
         }
         None
+    }
+
+    /// At each heartbeat: once the session's end as last known has come, the store says whether
+    /// it has (HTTP requests may have moved the idle deadline on); if so the connection closes.
+    async fn check_session_end(&mut self) -> Option<Exit> {
+        if rampart_app::now() < self.session_ends_at {
+            return None;
+        }
+        match self.ctx.app.session_standing(&self.token).await {
+            Some(ends_at) if rampart_app::now() < ends_at => {
+                self.session_ends_at = ends_at;
+                None
+            }
+            _ => {
+                let farewell = vec![error_frame("unauthenticated", "Your session has expired: sign in again.")];
+                Some(Exit::Close { code: CLOSE_SESSION_EXPIRED, reason: "session expired", farewell })
+            }
+        }
     }
 
     async fn on_outbound(&mut self, item: Outbound) -> Option<Exit> {

@@ -59,7 +59,7 @@ pub async fn connect(State(state): State<AppState>, request: axum::extract::Requ
         };
     let presented = presented_token(&parts);
     let pre_auth = match presented {
-        Some(token) => match state.app.authenticate(&token).await {
+        Some(token) => match state.app.authenticate_socket(&token).await {
             Ok(auth) => Some((auth, token)),
             Err(error) => return ApiError::from(error).into_response(),
         },

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{expect_error, Dirs, Server, User};
+use crate::support::{curl, expect_error, python_post, rustls_client, Dirs, Server, User};
 
 const SENTINEL: &str = "WOMBAT-FILE-SENTINEL-8c2f1a";
 const NO_SCAN: &str = "[files]\nscanning = false\n";
@@ -626,4 +626,63 @@ async fn a_real_clamd_refuses_eicar_and_without_it_uploads_fail_closed() {
     }
     let log = server.log_text();
     assert!(log.contains("malware scanner gave no verdict"), "the refusal is logged: {log}");
+}
+
+/// Issue 16 item 12: an upload refused by size gets its JSON 413 delivered to real clients over
+/// HTTP/1.1 and HTTP/2: before `100 Continue` when `Content-Length` already says too much, and
+/// when the file crosses the limit while it streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_refused_upload_reaches_curl_python_and_reqwest_over_both_protocols() {
+    let server = server_with("[files]\nscanning = false\nbytes_max = 1048576\n");
+    let alice = server.user("member").await;
+    let channel = server.channel(&alice, "public").await;
+    let url = server.url(&format!("/api/v1/channels/{channel}/files"));
+    let auth = format!("Authorization: Bearer {}", alice.token);
+    let root = server.dirs.root.path();
+    // 3 MiB: over the request limit by its length. 1.5 MiB: under it, but the file crosses the
+    // 1 MiB limit while it streams.
+    let (huge, over_by_length) = (root.join("huge.txt"), root.join("over.txt"));
+    std::fs::write(&huge, text_file(3 * 1024 * 1024)).expect("write");
+    std::fs::write(&over_by_length, text_file(3 * 1024 * 1024 / 2)).expect("write");
+
+    let field = |path: &Path| format!("file=@{};filename=big.txt;type=application/octet-stream", path.display());
+    let waited =
+        curl(&server, &["--http1.1", "-H", "Expect: 100-continue", "-H", &auth, "-F", &field(&huge), &url], None);
+    waited.expect_error(413, "payload_too_large", "curl HTTP/1.1, Expect, Content-Length");
+    assert!(!waited.trace.contains("100 Continue"), "refused before 100 Continue:\n{}", waited.trace);
+    curl(&server, &["--http2", "-H", &auth, "-F", &field(&huge), &url], None).expect_error(
+        413,
+        "payload_too_large",
+        "curl HTTP/2, Content-Length",
+    );
+    for protocol in ["--http1.1", "--http2"] {
+        let seen = curl(&server, &[protocol, "-H", &auth, "-F", &field(&over_by_length), &url], None);
+        seen.expect_error(413, "payload_too_large", &format!("curl {protocol}, crossing while streaming"));
+    }
+
+    let (content_type, body) = form("big.txt", &text_file(3 * 1024 * 1024 / 2));
+    let form_file = root.join("form.bin");
+    std::fs::write(&form_file, &body).expect("write");
+    let path = format!("/api/v1/channels/{channel}/files");
+    for chunked in [false, true] {
+        if let Some(seen) = python_post(&server, &path, &content_type, &form_file, chunked, &alice.token) {
+            seen.expect_error(413, "payload_too_large", &format!("Python http.client, chunked {chunked}"));
+        }
+    }
+
+    let mut tls = rustls_client(&[server.ca_pem()], &[&rustls::version::TLS13]);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let http1 = reqwest::Client::builder().use_preconfigured_tls(tls).http1_only().build().expect("client");
+    for (name, client) in [("HTTP/1.1", http1), ("HTTP/2", server.client())] {
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+        let streaming = client
+            .post(&url)
+            .headers(alice.bearer())
+            .header("content-type", &content_type)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(pieces)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("reqwest {name}, streamed: {e}"));
+        expect_error(streaming, 413, "payload_too_large").await;
+    }
 }

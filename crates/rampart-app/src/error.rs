@@ -52,6 +52,12 @@ pub enum AppError {
     /// The upload stopped sending.
     #[error("upload stalled")]
     UploadStalled,
+    /// The upload sent slower than the minimum rate.
+    #[error("upload too slow")]
+    UploadTooSlow { bytes_per_sec_min: u64 },
+    /// The user has as many uploads in progress as one user may.
+    #[error("user's uploads busy")]
+    UserUploadsBusy { max: usize },
     /// As many uploads as the server takes at once are in progress.
     #[error("uploads busy")]
     UploadsBusy,
@@ -80,8 +86,8 @@ impl AppError {
             AppError::QuotaExceeded => ErrorCode::QuotaExceeded,
             AppError::MalwareDetected => ErrorCode::MalwareDetected,
             AppError::ScanUnavailable(_) => ErrorCode::Unavailable,
-            AppError::UploadStalled => ErrorCode::RequestTimeout,
-            AppError::UploadsBusy => ErrorCode::TooManyRequests,
+            AppError::UploadStalled | AppError::UploadTooSlow { .. } => ErrorCode::RequestTimeout,
+            AppError::UploadsBusy | AppError::UserUploadsBusy { .. } => ErrorCode::TooManyRequests,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -102,6 +108,12 @@ impl AppError {
             }
             AppError::UploadStalled => "The upload stopped sending data.".to_owned(),
             AppError::UploadsBusy => "The server is receiving many files; try again in a moment.".to_owned(),
+            AppError::UploadTooSlow { bytes_per_sec_min } => {
+                format!("The upload was slower than {bytes_per_sec_min} bytes per second, so it was stopped.")
+            }
+            AppError::UserUploadsBusy { max } => {
+                format!("You have {max} uploads in progress, as many as one person may; wait for one to finish.")
+            }
             other => other.code().default_message().to_owned(),
         }
     }
@@ -112,7 +124,9 @@ impl AppError {
             AppError::Throttled { retry_after_secs }
             | AppError::Busy { retry_after_secs }
             | AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            AppError::UploadsBusy | AppError::ScanUnavailable(_) => Some(UPLOAD_RETRY_AFTER_SECS),
+            AppError::UploadsBusy | AppError::UserUploadsBusy { .. } | AppError::ScanUnavailable(_) => {
+                Some(UPLOAD_RETRY_AFTER_SECS)
+            }
             _ => None,
         }
     }

@@ -144,6 +144,8 @@ struct Inner {
     scanner: std::sync::OnceLock<Arc<dyn MalwareScanner>>,
     /// Uploads in progress (bounded: past it, 429 at once).
     uploads: Arc<tokio::sync::Semaphore>,
+    /// Uploads in progress per user (bounded: past `uploads_per_user_at_once_max`, 429 at once).
+    uploads_per_user: files::UploadsPerUser,
     /// Image decodes at once (each may hold a large pixel buffer).
     image_decodes: tokio::sync::Semaphore,
 }
@@ -189,6 +191,7 @@ impl App {
             alerts,
             scanner: std::sync::OnceLock::new(),
             uploads,
+            uploads_per_user: Default::default(),
             image_decodes,
         };
         Ok(Self { inner: Arc::new(inner) })

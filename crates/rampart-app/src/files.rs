@@ -412,3 +412,45 @@ impl App {
 async fn append(mut writer: BlobWriter, buffer: Vec<u8>) -> Result<BlobWriter, AppError> {
     blocking(move || writer.append(&buffer).map(|()| writer)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pace(rate: u64, window_ms: u64) -> Pace {
+        Pace::new(&FilePolicy {
+            upload_rate_min_bytes_per_sec: rate,
+            upload_rate_window_ms: window_ms,
+            upload_idle_ms: 60_000,
+            ..FilePolicy::default()
+        })
+    }
+
+    #[test]
+    fn the_first_window_is_grace_and_a_slow_window_after_it_ends_the_upload() {
+        let second = Duration::from_secs(1);
+        let mut slow = pace(1024, 10_000);
+        for _ in 0..10 {
+            slow.record(second, 10).expect("grace: no rate in the first window");
+        }
+        for _ in 0..9 {
+            slow.record(second, 100).expect("the window is not over");
+        }
+        assert!(matches!(slow.record(second, 100), Err(AppError::UploadTooSlow { bytes_per_sec_min: 1024 })));
+    }
+
+    #[test]
+    fn an_upload_at_the_minimum_rate_goes_on_and_the_deadline_ends_at_the_window() {
+        let second = Duration::from_secs(1);
+        let mut steady = pace(1024, 10_000);
+        for _ in 0..40 {
+            steady.record(second, 1024).expect("at the minimum rate");
+        }
+        let mut off = pace(0, 1_000);
+        for _ in 0..10 {
+            off.record(second, 0).expect("no minimum");
+        }
+        let fresh = pace(1024, 2_000);
+        assert!(fresh.read_deadline() <= Duration::from_secs(2));
+    }
+}

@@ -48,6 +48,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
     (8, "send in one statement", include_str!("../../migrations/sqlite/0008_send_one_statement.sql")),
     (9, "rate limits", include_str!("../../migrations/sqlite/0009_rate_limits.sql")),
+    (16, "private channel names", include_str!("../../migrations/sqlite/0016_private_channel_names.sql")),
 ];
 
 /// Tokens a message may carry into its INSERT (`token_slots` in migration 0008 holds 0 … this − 1);
@@ -641,5 +642,55 @@ impl Store for SqliteStore {
         let mut conn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM rate_limits WHERE tat < ?").bind(now_us).execute(&mut *conn).await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 0016 rebuilds `channels` under a live schema: rows, foreign keys and the
+    /// triggers on `messages` that update it survive, and only public names stay unique.
+    #[tokio::test]
+    async fn the_channel_names_migration_keeps_rows_and_triggers() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        let before = MIGRATIONS.iter().position(|m| m.0 == 16).expect("migration 16");
+        migrate(&path, &MIGRATIONS[..before]).await.expect("old schema");
+        let pool = open_pool(&path).await.expect("pool");
+        for statement in [
+            "INSERT INTO users (id, username, display_name, password_hash, role, created_at) VALUES ('u1', 'ann', 'Ann', 'x', 'member', 1)",
+            "INSERT INTO channels (id, kind, name, created_by, created_at) VALUES ('c1', 'public', 'general', 'u1', 1)",
+            "INSERT INTO channels (id, kind, name, created_by, created_at) VALUES ('c2', 'private', 'secret', 'u1', 1)",
+            "INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES ('c2', 'u1', 'admin', 1)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.expect(statement);
+        }
+        pool.close().await;
+        migrate(&path, MIGRATIONS).await.expect("migrate");
+        let pool = open_pool(&path).await.expect("pool");
+        let names: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, name FROM channels ORDER BY id").fetch_all(&pool).await.expect("names");
+        assert_eq!(names, vec![("c1".into(), "general".into()), ("c2".into(), "secret".into())]);
+        let broken: Vec<SqliteRow> = sqlx::query("PRAGMA foreign_key_check").fetch_all(&pool).await.expect("check");
+        assert!(broken.is_empty(), "foreign keys still point at channels");
+        sqlx::query("INSERT INTO messages (id, channel_id, seq, sender_id, legacy_body, created_at) VALUES ('m1', 'c2', 1, 'u1', 'hi', 2)")
+            .execute(&pool)
+            .await
+            .expect("message");
+        let last: i64 =
+            sqlx::query_scalar("SELECT last_seq FROM channels WHERE id = 'c2'").fetch_one(&pool).await.expect("seq");
+        assert_eq!(last, 1, "the trigger on messages still updates its channel");
+        let insert = |id: &'static str, kind: &'static str, name: &'static str| {
+            sqlx::query("INSERT INTO channels (id, kind, name, created_at) VALUES (?, ?, ?, 1)")
+                .bind(id)
+                .bind(kind)
+                .bind(name)
+        };
+        insert("c3", "private", "general").execute(&pool).await.expect("a private name beside a public one");
+        insert("c4", "private", "secret").execute(&pool).await.expect("two private channels of one name");
+        insert("c5", "public", "secret").execute(&pool).await.expect("a public name beside private ones");
+        assert!(insert("c6", "public", "general").execute(&pool).await.is_err(), "public names stay unique");
+        pool.close().await;
     }
 }

@@ -36,7 +36,7 @@ const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 
 /// How long a statement waits for the write lock before failing.
-const BUSY_TIMEOUT_MS: u64 = 5_000;
+pub(crate) const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "accounts", include_str!("../../migrations/sqlite/0001_accounts.sql")),

@@ -36,6 +36,9 @@ pub enum AppError {
     InvalidInvitation,
     #[error("username taken")]
     UsernameTaken,
+    /// The username could be taken for an existing one (same skeleton).
+    #[error("username confusable")]
+    UsernameConfusable,
     /// A file's type is refused (the sentence says why, naming types only).
     #[error("file type refused")]
     FileType(String),
@@ -62,7 +65,7 @@ pub enum AppError {
 impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            AppError::Invalid(_) => ErrorCode::InvalidInput,
+            AppError::Invalid(field) => field.code,
             AppError::WeakPassword(_) => ErrorCode::WeakPassword,
             AppError::InvalidCredentials => ErrorCode::InvalidCredentials,
             AppError::Throttled { .. } | AppError::Busy { .. } | AppError::RateLimited { .. } => {
@@ -75,6 +78,7 @@ impl AppError {
             AppError::NotFound => ErrorCode::NotFound,
             AppError::InvalidInvitation => ErrorCode::InvalidInvitation,
             AppError::UsernameTaken => ErrorCode::Conflict,
+            AppError::UsernameConfusable => ErrorCode::UsernameConfusable,
             AppError::FileType(_) => ErrorCode::UnsupportedMediaType,
             AppError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             AppError::QuotaExceeded => ErrorCode::QuotaExceeded,

@@ -21,7 +21,7 @@ use rampart_core::validate::{DirectoryQuery, DisplayName, Username};
 use rampart_core::{Role, SessionId, Timestamp, UserId};
 
 use crate::model::*;
-use crate::shared::{like_literal, migrator};
+use crate::shared::{fill_skeletons, like_literal, migrator, username_clash, USERS_WITHOUT_SKELETON};
 use crate::vault::{KeyConfig, Vault};
 use crate::{RateBucket, Store, StoreError, StoreResult, ThrottleStep};
 
@@ -48,11 +48,20 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
     (8, "send in one statement", include_str!("../../migrations/sqlite/0008_send_one_statement.sql")),
     (9, "rate limits", include_str!("../../migrations/sqlite/0009_rate_limits.sql")),
+    (15, "username skeletons", include_str!("../../migrations/sqlite/0015_username_skeletons.sql")),
 ];
 
 /// Tokens a message may carry into its INSERT (`token_slots` in migration 0008 holds 0 … this − 1);
 /// a message with more is indexed in a transaction of its own statements.
 pub(crate) const TOKEN_SLOTS: usize = 4096;
+
+/// Whether a username clashes with a stored one: `true` for that very username, `false` for
+/// another with its skeleton, no row when it is free.
+const USERNAME_CLASH: &str = "SELECT username = ?1 FROM users WHERE username = ?1 OR username_skeleton = ?2
+     ORDER BY username = ?1 DESC LIMIT 1";
+/// Sets a user's skeleton unless another user holds it.
+const FILL_SKELETON: &str = "UPDATE users SET username_skeleton = ?1 WHERE id = ?2 AND username_skeleton IS NULL
+     AND NOT EXISTS (SELECT 1 FROM users WHERE username_skeleton = ?1)";
 
 /// How every connection to a SQLite file is set up: WAL mode, foreign keys on.
 fn connect_options(path: &Path) -> StoreResult<SqliteConnectOptions> {
@@ -173,6 +182,7 @@ impl SqliteStore {
         let writer = SqliteConnection::connect_with(&connect_options(path)?).await?;
         let store = Self { pool, vault, blobs, search_index: true, writer: Arc::new(tokio::sync::Mutex::new(writer)) };
         store.check_keyring().await?;
+        store.fill_username_skeletons().await?;
         store.seal_legacy_bodies().await?;
         store.index_channels_without_keys().await?;
         Ok(store)
@@ -185,6 +195,18 @@ impl SqliteStore {
         self.search_index = false;
         self.drop_search_index().await?;
         Ok(self)
+    }
+
+    /// Gives each user stored without a username skeleton (rows from before migration 0015) its
+    /// skeleton, oldest first; one whose skeleton an earlier user holds keeps none (logged).
+    async fn fill_username_skeletons(&self) -> StoreResult<()> {
+        let rows = sqlx::query_as(USERS_WITHOUT_SKELETON).fetch_all(&self.pool).await?;
+        fill_skeletons(rows, |id, skeleton| async move {
+            let mut conn = self.write_turn().await;
+            let done = sqlx::query(FILL_SKELETON).bind(skeleton).bind(id).execute(&mut *conn).await?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 
     /// The writer connection, for a single statement outside a transaction.
@@ -461,18 +483,22 @@ impl Store for SqliteStore {
             return Ok(EnrollOutcome::InvalidInvitation);
         };
         let role = Role::parse(&role).ok_or(StoreError::Corrupt("invitation role"))?;
-        let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE username = ?)")
+        let skeleton = user.username.skeleton();
+        let same_name: Option<bool> = sqlx::query_scalar(USERNAME_CLASH)
             .bind(user.username.as_str())
-            .fetch_one(&mut *tx)
+            .bind(&skeleton)
+            .fetch_optional(&mut *tx)
             .await?;
-        if taken {
-            return Ok(EnrollOutcome::UsernameTaken);
+        if let Some(clash) = username_clash(same_name) {
+            return Ok(clash);
         }
         sqlx::query(
-            "INSERT INTO users (id, username, display_name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, username, username_skeleton, display_name, password_hash, role, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(user.id.as_str())
         .bind(user.username.as_str())
+        .bind(&skeleton)
         .bind(user.display_name.as_str())
         .bind(&user.password_hash)
         .bind(role.as_str())

@@ -16,9 +16,10 @@ import sessions from "./scenarios/sessions.mjs";
 import admin from "./scenarios/admin.mjs";
 import search from "./scenarios/search.mjs";
 import files from "./scenarios/files.mjs";
+import links from "./scenarios/links.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = { chat, sessions, admin, xss, search, files };
+const SCENARIOS = { chat, sessions, admin, xss, search, files, links };
 
 async function main() {
   const binary = process.argv[2];

@@ -7,6 +7,8 @@ import { h, icon } from "./dom.js";
 
 /** As many files as one message may carry (core::limits::MESSAGE_FILES_MAX). */
 export const MESSAGE_FILES_MAX = 10;
+/** Uploads sent at once; the others wait their turn (the server takes 3 per person at once). */
+const UPLOADS_AT_ONCE = 3;
 
 /** A size for people: "812 B", "14.2 KB", "3.1 MB". */
 export function formatSize(bytes) {
@@ -145,7 +147,17 @@ export function makeAttachmentTray(channelId, { onChange = () => {} } = {}) {
     item.name = name;
   }
 
+  /** Starts waiting uploads while fewer than UPLOADS_AT_ONCE are being sent. */
+  function pump() {
+    while (items.filter((i) => i.upload).length < UPLOADS_AT_ONCE) {
+      const next = items.find((i) => i.state === "uploading" && !i.started);
+      if (!next) return;
+      start(next);
+    }
+  }
+
   function start(item) {
+    item.started = true;
     item.upload = uploadFile(channelId, item.file, (fraction) => {
       item.bar.value = Math.round(fraction * 100);
     });
@@ -161,6 +173,7 @@ export function makeAttachmentTray(channelId, { onChange = () => {} } = {}) {
         item.meta.textContent = `${formatSize(stored.size)} · ${shortType(stored.content_type)}`;
         item.status.textContent = "Ready to send";
         render();
+        pump();
       },
       (failure) => {
         if (failure.code === "aborted") return;
@@ -171,6 +184,7 @@ export function makeAttachmentTray(channelId, { onChange = () => {} } = {}) {
         item.status.setAttribute("role", "alert");
         item.status.textContent = failure.message;
         render();
+        pump();
       },
     );
   }
@@ -189,8 +203,8 @@ export function makeAttachmentTray(channelId, { onChange = () => {} } = {}) {
         build(item);
         items.push(item);
         el.append(item.el);
-        start(item);
       }
+      pump();
       render();
       return refused ? `A message can carry at most ${MESSAGE_FILES_MAX} files.` : null;
     },

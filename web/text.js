@@ -5,43 +5,82 @@
 import { h } from "./dom.js";
 
 // Bidirectional embedding, override and isolate controls (LRE…RLO, LRI…PDI) and the marks.
-// Each is wrapped in its own isolating element, so its effect ends where that element ends:
-// a right-to-left override cannot reorder the text after it (the "gnp.exe" trick).
-const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
+// Each run of them is wrapped in its own isolating element, so its effect ends where that element
+// ends: a right-to-left override cannot reorder the text after it (the "gnp.exe" trick).
+const BIDI_CONTROL_RUNS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]+/g;
+// Runs labelled in one text. Past it, further controls are left out of the rendering (they are
+// invisible, and so cannot reorder anything) and one last label counts them: each label is an
+// element to lay out, and a message of 8,000 of them took hundreds of milliseconds to show.
+const BIDI_LABELS_MAX = 64;
 // A URL candidate: http(s)://, then anything but spaces, quotes, angle brackets and controls.
 const URL_CANDIDATE = /\bhttps?:\/\/[^\s<>"'`\u0000-\u001F\u007F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]+/gi;
-const TRAILING_PUNCTUATION = /[.,;:!?*_~]+$/;
+// Characters trimmed off a candidate's end: sentence punctuation is not part of the link.
+const TRAILING_PUNCTUATION = new Set([".", ",", ";", ":", "!", "?", "*", "_", "~"]);
+// Each closing bracket with its opening one: a closing bracket at the end is trimmed only while
+// the candidate holds more of it than of its opener ("wiki/Foo_(bar)" keeps its ")").
+const OPENER_OF = new Map([[")", "("], ["]", "["], ["}", "{"]]);
 const LINK_CHARS_MAX = 2048;
+// A candidate longer than this is not a link at all, and is not looked into: a link of at most
+// LINK_CHARS_MAX with room for trailing punctuation after it. One message can hold 16,000
+// characters, and whatever it holds is rendered on every member's screen.
+const CANDIDATE_CHARS_MAX = 2 * LINK_CHARS_MAX;
 
 /** Code point label such as "U+202E". */
 function codePoint(ch) {
   return "U+" + ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
 }
 
-/** Appends `text` to `parent`, with each direction control wrapped and labelled. */
+/** The label of a run of direction controls: its code points, and how many when repeated. */
+function controlsLabel(run) {
+  const distinct = [...new Set(run)].map(codePoint);
+  return distinct.join(" ") + (run.length > distinct.length ? ` ×${run.length}` : "");
+}
+
+/** Appends `text` to `parent`, with each run of direction controls wrapped and labelled. */
 function appendPlain(parent, text) {
-  let rest = text;
-  while (rest) {
-    const match = BIDI_CONTROLS.exec(rest);
-    if (!match) {
-      parent.append(document.createTextNode(rest));
-      return;
+  let pending = "";
+  let last = 0;
+  let labels = 0;
+  let hidden = 0;
+  for (const match of text.matchAll(BIDI_CONTROL_RUNS)) {
+    pending += text.slice(last, match.index);
+    last = match.index + match[0].length;
+    if (labels === BIDI_LABELS_MAX) {
+      hidden += match[0].length;
+      continue;
     }
-    if (match.index > 0) parent.append(document.createTextNode(rest.slice(0, match.index)));
-    const cp = codePoint(match[0]);
-    parent.append(h("span", { class: "bidi-ctl", dir: "ltr", dataset: { cp }, title: `Invisible direction control ${cp}` }, match[0]));
-    rest = rest.slice(match.index + match[0].length);
+    if (pending) parent.append(document.createTextNode(pending));
+    pending = "";
+    const cp = controlsLabel(match[0]);
+    const title = `Invisible direction control${match[0].length > 1 ? "s" : ""} ${cp}`;
+    parent.append(h("span", { class: "bidi-ctl", dir: "ltr", dataset: { cp }, title }, match[0]));
+    labels += 1;
+  }
+  pending += text.slice(last);
+  if (pending) parent.append(document.createTextNode(pending));
+  if (hidden) {
+    const title = `${hidden} more invisible direction controls, left out`;
+    parent.append(h("span", { class: "bidi-ctl", dir: "ltr", dataset: { cp: `+${hidden}` }, title }));
   }
 }
 
-/** Trims trailing punctuation (and an unbalanced closing bracket) off a URL candidate. */
+/**
+ * Trims trailing punctuation (and unbalanced closing brackets) off a URL candidate, in time
+ * linear in its length: brackets are counted once, then characters are dropped from the end
+ * while each is punctuation or a closing bracket that outnumbers its opener.
+ */
 function trimUrl(candidate) {
-  let url = candidate.replace(TRAILING_PUNCTUATION, "");
-  for (const [open, close] of [["(", ")"], ["[", "]"], ["{", "}"]]) {
-    while (url.endsWith(close) && url.split(open).length < url.split(close).length) url = url.slice(0, -1);
-    url = url.replace(TRAILING_PUNCTUATION, "");
+  const counts = new Map([["(", 0], [")", 0], ["[", 0], ["]", 0], ["{", 0], ["}", 0]]);
+  for (const ch of candidate) if (counts.has(ch)) counts.set(ch, counts.get(ch) + 1);
+  let end = candidate.length;
+  while (end > 0) {
+    const ch = candidate[end - 1];
+    const opener = OPENER_OF.get(ch);
+    if (opener !== undefined && counts.get(opener) < counts.get(ch)) counts.set(ch, counts.get(ch) - 1);
+    else if (!TRAILING_PUNCTUATION.has(ch)) break;
+    end -= 1;
   }
-  return url;
+  return candidate.slice(0, end);
 }
 
 /** The href for a candidate, only if it parses as an http or https URL. */
@@ -65,6 +104,7 @@ export function richText(text) {
   const fragment = document.createDocumentFragment();
   let last = 0;
   for (const match of source.matchAll(URL_CANDIDATE)) {
+    if (match[0].length > CANDIDATE_CHARS_MAX) continue;
     const candidate = trimUrl(match[0]);
     const href = safeHref(candidate);
     if (!href) continue;

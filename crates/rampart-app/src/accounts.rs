@@ -190,6 +190,7 @@ impl App {
             }
             EnrollOutcome::InvalidInvitation => Err(AppError::InvalidInvitation),
             EnrollOutcome::UsernameTaken => Err(AppError::UsernameTaken),
+            EnrollOutcome::UsernameConfusable => Err(AppError::UsernameConfusable),
         }
     }
 

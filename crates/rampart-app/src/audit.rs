@@ -26,7 +26,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
@@ -193,13 +193,10 @@ impl App {
 
     /// Verifies the chain, with checkpoints from `extra_file` (a copy kept elsewhere) too.
     pub async fn verify_audit_files(&self, extra_file: Option<PathBuf>) -> Result<VerifyReport, AppError> {
-        let mut extra = Vec::new();
-        for path in extra_file.iter().chain(self.inner.config.audit.checkpoint_file.iter()) {
-            extra.extend(read_checkpoint_file(path)?);
-        }
         let expected = self.inner.audit_keys.state.lock().unwrap_or_else(|p| p.into_inner()).last_written_seq;
         let verifier = self.inner.audit_keys.signer.verifier();
-        Ok(self.inner.audit.verify(Some(&verifier), extra, (expected > 0).then_some(expected)).await?)
+        let expected = (expected > 0).then_some(expected);
+        verify_log(self.inner.audit.as_ref(), &verifier, &self.inner.config.audit, extra_file, expected).await
     }
 
     /// Records from `after` (and `since`), for export; the export itself is audited first.
@@ -212,7 +209,7 @@ impl App {
         first_page: bool,
     ) -> Result<Vec<AuditRow>, AppError> {
         if first_page {
-            let details = json!({ "format": format!("{format:?}").to_lowercase(), "since": since.map(|t| t.0), "via": "command line" });
+            let details = export_details(format, since);
             self.audit(SYSTEM_ACTOR, "audit.export", None, None, Outcome::Success, details).await?;
             self.detect_export(SYSTEM_ACTOR).await?;
         }
@@ -249,6 +246,27 @@ impl App {
         let rows = self.inner.audit.list(after, None, limit).await?;
         Ok(rows.into_iter().filter(|row| row.seq < end).collect())
     }
+}
+
+/// The details of an `audit.export` record.
+pub(crate) fn export_details(format: ExportFormat, since: Option<Timestamp>) -> serde_json::Value {
+    json!({ "format": format!("{format:?}").to_lowercase(), "since": since.map(|t| t.0), "via": "command line" })
+}
+
+/// Verifies `store`'s chain with checkpoints from `extra_file` (a copy kept elsewhere) and from the
+/// configured checkpoint file too, and against `expected_head`, the last seq known written.
+pub(crate) async fn verify_log(
+    store: &dyn rampart_store::AuditStore,
+    verifier: &rampart_crypto::AuditVerifier,
+    policy: &AuditPolicy,
+    extra_file: Option<PathBuf>,
+    expected_head: Option<i64>,
+) -> Result<VerifyReport, AppError> {
+    let mut extra = Vec::new();
+    for path in extra_file.iter().chain(policy.checkpoint_file.iter()) {
+        extra.extend(read_checkpoint_file(path)?);
+    }
+    Ok(store.verify(Some(verifier), extra, expected_head).await?)
 }
 
 fn hex(bytes: &[u8]) -> String {

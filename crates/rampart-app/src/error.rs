@@ -36,6 +36,9 @@ pub enum AppError {
     InvalidInvitation,
     #[error("username taken")]
     UsernameTaken,
+    /// The username could be taken for an existing one (same skeleton).
+    #[error("username confusable")]
+    UsernameConfusable,
     /// A file's type is refused (the sentence says why, naming types only).
     #[error("file type refused")]
     FileType(String),
@@ -52,6 +55,12 @@ pub enum AppError {
     /// The upload stopped sending.
     #[error("upload stalled")]
     UploadStalled,
+    /// The upload sent slower than the minimum rate.
+    #[error("upload too slow")]
+    UploadTooSlow { bytes_per_sec_min: u64 },
+    /// The user has as many uploads in progress as one user may.
+    #[error("user's uploads busy")]
+    UserUploadsBusy { max: usize },
     /// As many uploads as the server takes at once are in progress.
     #[error("uploads busy")]
     UploadsBusy,
@@ -62,7 +71,7 @@ pub enum AppError {
 impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            AppError::Invalid(_) => ErrorCode::InvalidInput,
+            AppError::Invalid(field) => field.code,
             AppError::WeakPassword(_) => ErrorCode::WeakPassword,
             AppError::InvalidCredentials => ErrorCode::InvalidCredentials,
             AppError::Throttled { .. } | AppError::Busy { .. } | AppError::RateLimited { .. } => {
@@ -75,13 +84,14 @@ impl AppError {
             AppError::NotFound => ErrorCode::NotFound,
             AppError::InvalidInvitation => ErrorCode::InvalidInvitation,
             AppError::UsernameTaken => ErrorCode::Conflict,
+            AppError::UsernameConfusable => ErrorCode::UsernameConfusable,
             AppError::FileType(_) => ErrorCode::UnsupportedMediaType,
             AppError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             AppError::QuotaExceeded => ErrorCode::QuotaExceeded,
             AppError::MalwareDetected => ErrorCode::MalwareDetected,
             AppError::ScanUnavailable(_) => ErrorCode::Unavailable,
-            AppError::UploadStalled => ErrorCode::RequestTimeout,
-            AppError::UploadsBusy => ErrorCode::TooManyRequests,
+            AppError::UploadStalled | AppError::UploadTooSlow { .. } => ErrorCode::RequestTimeout,
+            AppError::UploadsBusy | AppError::UserUploadsBusy { .. } => ErrorCode::TooManyRequests,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -102,6 +112,12 @@ impl AppError {
             }
             AppError::UploadStalled => "The upload stopped sending data.".to_owned(),
             AppError::UploadsBusy => "The server is receiving many files; try again in a moment.".to_owned(),
+            AppError::UploadTooSlow { bytes_per_sec_min } => {
+                format!("The upload was slower than {bytes_per_sec_min} bytes per second, so it was stopped.")
+            }
+            AppError::UserUploadsBusy { max } => {
+                format!("You have {max} uploads in progress, as many as one person may; wait for one to finish.")
+            }
             other => other.code().default_message().to_owned(),
         }
     }
@@ -112,7 +128,9 @@ impl AppError {
             AppError::Throttled { retry_after_secs }
             | AppError::Busy { retry_after_secs }
             | AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            AppError::UploadsBusy | AppError::ScanUnavailable(_) => Some(UPLOAD_RETRY_AFTER_SECS),
+            AppError::UploadsBusy | AppError::UserUploadsBusy { .. } | AppError::ScanUnavailable(_) => {
+                Some(UPLOAD_RETRY_AFTER_SECS)
+            }
             _ => None,
         }
     }

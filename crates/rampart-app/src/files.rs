@@ -5,8 +5,10 @@
 //! re-encoded without its metadata (bounded decoding), then recorded, with the quota checked again
 //! in the recording transaction. A download is for members of the file's channel only.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rampart_core::channel::ChannelAction;
 use rampart_core::files::{FileKind, FileName, TypePolicy};
@@ -31,7 +33,11 @@ pub struct FilePolicy {
     /// Write an audit record for every download.
     pub audit_downloads: bool,
     pub uploads_at_once_max: usize,
+    pub uploads_per_user_at_once_max: usize,
     pub upload_idle_ms: u64,
+    /// 0: no minimum rate.
+    pub upload_rate_min_bytes_per_sec: u64,
+    pub upload_rate_window_ms: u64,
 }
 
 impl Default for FilePolicy {
@@ -45,7 +51,10 @@ impl Default for FilePolicy {
             scanning: true,
             audit_downloads: false,
             uploads_at_once_max: limits::FILE_UPLOADS_AT_ONCE_MAX,
+            uploads_per_user_at_once_max: limits::FILE_UPLOADS_PER_USER_AT_ONCE_MAX,
             upload_idle_ms: limits::FILE_UPLOAD_IDLE_MS,
+            upload_rate_min_bytes_per_sec: limits::FILE_UPLOAD_RATE_MIN_BYTES_PER_SEC,
+            upload_rate_window_ms: limits::FILE_UPLOAD_RATE_WINDOW_MS,
         }
     }
 }
@@ -80,21 +89,84 @@ pub trait ScanSession: Send {
 /// A stored file, as the uploader learns of it.
 pub type StoredFile = FileRecord;
 
-/// Reads into `buffer` until it is full or the body ends; each read must come within `idle`.
-async fn fill<R: AsyncRead + Unpin>(body: &mut R, buffer: &mut Vec<u8>, idle: Duration) -> Result<bool, AppError> {
+/// How fast an upload's bytes arrive: no silence of `idle`, and over each window of time spent
+/// waiting for them, after the first (grace), at least the minimum rate.
+struct Pace {
+    idle: Duration,
+    window: Duration,
+    rate_min_bytes_per_sec: u64,
+    /// Whether the window of grace is over.
+    graced: bool,
+    /// Time spent waiting for the client, and bytes received, in the current window.
+    waited: Duration,
+    bytes: u64,
+    last_byte: Instant,
+}
+
+impl Pace {
+    fn new(policy: &FilePolicy) -> Self {
+        Self {
+            idle: Duration::from_millis(policy.upload_idle_ms),
+            window: Duration::from_millis(policy.upload_rate_window_ms.max(1)),
+            rate_min_bytes_per_sec: policy.upload_rate_min_bytes_per_sec,
+            graced: false,
+            waited: Duration::ZERO,
+            bytes: 0,
+            last_byte: Instant::now(),
+        }
+    }
+
+    /// How long the next read may wait: until the upload has been silent for `idle`, or its
+    /// window is over.
+    fn read_deadline(&self) -> Duration {
+        let silent = self.idle.saturating_sub(self.last_byte.elapsed());
+        silent.min(self.window.saturating_sub(self.waited))
+    }
+
+    /// Records a wait of `waited` that brought `bytes`: an error when the upload has been silent
+    /// for `idle`, or a window ended under the minimum rate.
+    fn record(&mut self, waited: Duration, bytes: u64) -> Result<(), AppError> {
+        if bytes > 0 {
+            self.last_byte = Instant::now();
+        } else if self.last_byte.elapsed() >= self.idle {
+            return Err(AppError::UploadStalled);
+        }
+        self.waited += waited;
+        self.bytes += bytes;
+        if self.waited >= self.window {
+            let bytes_min = self.rate_min_bytes_per_sec.saturating_mul(self.window.as_millis() as u64) / 1000;
+            if self.graced && self.bytes < bytes_min {
+                return Err(AppError::UploadTooSlow { bytes_per_sec_min: self.rate_min_bytes_per_sec });
+            }
+            self.graced = true;
+            self.waited = Duration::ZERO;
+            self.bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Reads into `buffer` until it is full or the body ends, at the pace `pace` allows.
+async fn fill<R: AsyncRead + Unpin>(body: &mut R, buffer: &mut Vec<u8>, pace: &mut Pace) -> Result<bool, AppError> {
     let capacity = buffer.capacity();
     while buffer.len() < capacity {
         let spare = capacity - buffer.len();
-        let read = tokio::time::timeout(idle, (&mut *body).take(spare as u64).read_buf(buffer)).await;
+        let before = buffer.len();
+        let started = Instant::now();
+        // Cancel-safe: a read cut off at the deadline loses no bytes.
+        let read = tokio::time::timeout(pace.read_deadline(), (&mut *body).take(spare as u64).read_buf(buffer)).await;
+        if matches!(read, Ok(Ok(0))) {
+            return Ok(false);
+        }
+        pace.record(started.elapsed(), (buffer.len() - before) as u64)?;
         match read {
-            Err(_) => return Err(AppError::UploadStalled),
+            Err(_) => continue,
             Ok(Err(error)) => {
                 return Err(AppError::Invalid(rampart_core::validate::FieldError::new(
                     "file",
                     read_error_message(&error),
                 )))
             }
-            Ok(Ok(0)) => return Ok(false),
             Ok(Ok(_)) => {}
         }
     }
@@ -115,6 +187,41 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| AppError::Internal(format!("blob task: {e}")))?
         .map_err(|e| AppError::Internal(format!("blob: {e}")))
+}
+
+/// Uploads in progress per user.
+pub(crate) type UploadsPerUser = Arc<Mutex<HashMap<UserId, usize>>>;
+
+/// One user's place among their uploads in progress; dropping it frees the place.
+struct UserUploadSlot {
+    open: UploadsPerUser,
+    user: UserId,
+}
+
+impl UserUploadSlot {
+    /// A place for one more upload of `user`, or 429 when they have `max` in progress.
+    fn take(open: &UploadsPerUser, user: &UserId, max: usize) -> Result<Self, AppError> {
+        let mut counts = open.lock().map_err(|_| AppError::Internal("upload counts poisoned".into()))?;
+        let mine = counts.entry(user.clone()).or_insert(0);
+        if *mine >= max.max(1) {
+            return Err(AppError::UserUploadsBusy { max });
+        }
+        *mine += 1;
+        Ok(Self { open: Arc::clone(open), user: user.clone() })
+    }
+}
+
+impl Drop for UserUploadSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.open.lock() {
+            if let Some(count) = counts.get_mut(&self.user) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&self.user);
+                }
+            }
+        }
+    }
 }
 
 /// The limit an upload may not cross: the size limit, or what is left of the quota.
@@ -157,17 +264,19 @@ impl App {
     ) -> Result<StoredFile, AppError> {
         self.channel_access(auth, channel, ChannelAction::Post).await?;
         let name = FileName::sanitize(name)?;
-        let _permit = self.inner.uploads.clone().try_acquire_owned().map_err(|_| AppError::UploadsBusy)?;
         let policy = self.file_policy().clone();
+        let _mine =
+            UserUploadSlot::take(&self.inner.uploads_per_user, &auth.user.id, policy.uploads_per_user_at_once_max)?;
+        let _permit = self.inner.uploads.clone().try_acquire_owned().map_err(|_| AppError::UploadsBusy)?;
         let used = self.inner.store.user_file_bytes(&auth.user.id).await?;
         let budget = Budget { bytes_max: policy.bytes_max, quota_left: policy.quota_bytes.saturating_sub(used) };
         if budget.quota_left == 0 {
             return Err(AppError::QuotaExceeded);
         }
-        let idle = Duration::from_millis(policy.upload_idle_ms);
+        let mut pace = Pace::new(&policy);
 
         let mut head = Vec::with_capacity(limits::FILE_SNIFF_BYTES);
-        let mut more = fill(body, &mut head, idle).await?;
+        let mut more = fill(body, &mut head, &mut pace).await?;
         budget.check(head.len() as u64)?;
         let kind = policy.types.classify(&head, &name).map_err(|refusal| AppError::FileType(refusal.message()))?;
         let mut scan = self.start_scan(&policy).await?;
@@ -183,7 +292,7 @@ impl App {
                 break;
             }
             buffer = Vec::with_capacity(rampart_crypto::BLOB_CHUNK_BYTES);
-            more = fill(body, &mut buffer, idle).await?;
+            more = fill(body, &mut buffer, &mut pace).await?;
             budget.check(writer.size() + buffer.len() as u64)?;
         }
         let blob = blocking(move || writer.finish()).await?;
@@ -302,4 +411,46 @@ impl App {
 /// Appends a buffer to the blob on the blocking pool.
 async fn append(mut writer: BlobWriter, buffer: Vec<u8>) -> Result<BlobWriter, AppError> {
     blocking(move || writer.append(&buffer).map(|()| writer)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pace(rate: u64, window_ms: u64) -> Pace {
+        Pace::new(&FilePolicy {
+            upload_rate_min_bytes_per_sec: rate,
+            upload_rate_window_ms: window_ms,
+            upload_idle_ms: 60_000,
+            ..FilePolicy::default()
+        })
+    }
+
+    #[test]
+    fn the_first_window_is_grace_and_a_slow_window_after_it_ends_the_upload() {
+        let second = Duration::from_secs(1);
+        let mut slow = pace(1024, 10_000);
+        for _ in 0..10 {
+            slow.record(second, 10).expect("grace: no rate in the first window");
+        }
+        for _ in 0..9 {
+            slow.record(second, 100).expect("the window is not over");
+        }
+        assert!(matches!(slow.record(second, 100), Err(AppError::UploadTooSlow { bytes_per_sec_min: 1024 })));
+    }
+
+    #[test]
+    fn an_upload_at_the_minimum_rate_goes_on_and_the_deadline_ends_at_the_window() {
+        let second = Duration::from_secs(1);
+        let mut steady = pace(1024, 10_000);
+        for _ in 0..40 {
+            steady.record(second, 1024).expect("at the minimum rate");
+        }
+        let mut off = pace(0, 1_000);
+        for _ in 0..10 {
+            off.record(second, 0).expect("no minimum");
+        }
+        let fresh = pace(1024, 2_000);
+        assert!(fresh.read_deadline() <= Duration::from_secs(2));
+    }
 }

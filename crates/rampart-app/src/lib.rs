@@ -8,6 +8,7 @@ mod accounts;
 mod admin;
 mod alerts;
 mod audit;
+mod audit_log;
 mod auth_cache;
 mod counters;
 mod error;
@@ -23,6 +24,7 @@ pub use accounts::{EnrollInput, LoginInput, LoginOutcome};
 pub use admin::{IssuedInvitation, UserChange};
 pub use alerts::{AlertNotice, ALERT_ACTION};
 pub use audit::{AuditPolicy, ExportFormat, Outcome};
+pub use audit_log::AuditLog;
 pub use counters::{AppCounters, ALERT_KINDS_MAX, ALERT_KIND_OTHER};
 pub use error::AppError;
 pub use files::{FilePolicy, MalwareScanner, ScanError, ScanSession, ScanVerdict, StoredFile};
@@ -144,6 +146,8 @@ struct Inner {
     scanner: std::sync::OnceLock<Arc<dyn MalwareScanner>>,
     /// Uploads in progress (bounded: past it, 429 at once).
     uploads: Arc<tokio::sync::Semaphore>,
+    /// Uploads in progress per user (bounded: past `uploads_per_user_at_once_max`, 429 at once).
+    uploads_per_user: files::UploadsPerUser,
     /// Image decodes at once (each may hold a large pixel buffer).
     image_decodes: tokio::sync::Semaphore,
 }
@@ -189,6 +193,7 @@ impl App {
             alerts,
             scanner: std::sync::OnceLock::new(),
             uploads,
+            uploads_per_user: Default::default(),
             image_decodes,
         };
         Ok(Self { inner: Arc::new(inner) })

@@ -131,7 +131,7 @@ impl App {
                 self.audit_done(auth, "channel.created", Some(record.id.as_str()), meta, details).await?;
                 Ok(*record)
             }
-            CreateChannelOutcome::NameTaken => Err(AppError::Conflict("A channel with that name exists.")),
+            CreateChannelOutcome::NameTaken => Err(AppError::Conflict("A public channel with that name exists.")),
         }
     }
 
@@ -225,7 +225,7 @@ impl App {
                 self.audit_done(auth, "channel.updated", Some(id.as_str()), meta, details).await?;
                 Ok(record)
             }
-            UpdateOutcome::NameTaken => Err(AppError::Conflict("A channel with that name exists.")),
+            UpdateOutcome::NameTaken => Err(AppError::Conflict("A public channel with that name exists.")),
             UpdateOutcome::NotFound => Err(AppError::NotFound),
         }
     }

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     WeakPassword,
     /// The invitation is unknown, used or expired (never says which).
     InvalidInvitation,
+    /// A name holds an invisible, format, control or direction character.
+    InvisibleCharacter,
     /// The caller may not do this.
     Forbidden,
     /// A cookie-authenticated state change without a same-origin `Origin`.
@@ -34,6 +36,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A unique name is taken.
     Conflict,
+    /// A new username could be taken for an existing one (same UTS #39 skeleton).
+    UsernameConfusable,
     /// The body is over the limit.
     PayloadTooLarge,
     /// The body has the wrong content type, or a file's type is not accepted.
@@ -69,12 +73,14 @@ impl ErrorCode {
             ErrorCode::MfaRequired => "mfa_required",
             ErrorCode::WeakPassword => "weak_password",
             ErrorCode::InvalidInvitation => "invalid_invitation",
+            ErrorCode::InvisibleCharacter => "invisible_character",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::CrossOriginRequest => "cross_origin_request",
             ErrorCode::LastOwner => "last_owner",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::UsernameConfusable => "username_confusable",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::QuotaExceeded => "quota_exceeded",
@@ -97,13 +103,14 @@ impl ErrorCode {
             | ErrorCode::UnknownField
             | ErrorCode::WeakPassword
             | ErrorCode::InvalidInvitation
+            | ErrorCode::InvisibleCharacter
             | ErrorCode::HttpsRequired => 400,
             ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials | ErrorCode::MfaRequired => 401,
             ErrorCode::Forbidden | ErrorCode::CrossOriginRequest | ErrorCode::LastOwner => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::UsernameConfusable => 409,
             ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded => 413,
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::MalwareDetected => 422,
@@ -126,12 +133,16 @@ impl ErrorCode {
             ErrorCode::MfaRequired => "A second factor is required to sign in.",
             ErrorCode::WeakPassword => "The password does not meet the password policy.",
             ErrorCode::InvalidInvitation => "The invitation is invalid, used or expired.",
+            ErrorCode::InvisibleCharacter => {
+                "A name must not contain invisible, format, control or direction characters."
+            }
             ErrorCode::Forbidden => "You are not allowed to do this.",
             ErrorCode::CrossOriginRequest => "This request must come from the Rampart web client's own origin.",
             ErrorCode::LastOwner => "The last owner cannot be demoted or disabled.",
             ErrorCode::NotFound => "Not found.",
             ErrorCode::MethodNotAllowed => "This method is not allowed here.",
             ErrorCode::Conflict => "That conflicts with something that already exists.",
+            ErrorCode::UsernameConfusable => "That username looks like an existing one; choose another.",
             ErrorCode::PayloadTooLarge => "The request body is too large.",
             ErrorCode::UnsupportedMediaType => "The request body must be application/json.",
             ErrorCode::QuotaExceeded => "This upload would exceed your file storage quota.",

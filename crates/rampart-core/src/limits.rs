@@ -268,6 +268,14 @@ pub const FILE_NAME_CHARS_MAX: usize = 200;
 pub const FILE_SNIFF_BYTES: usize = 64 * 1024;
 /// Uploads in progress at once on one server; past this an upload gets 429 at once.
 pub const FILE_UPLOADS_AT_ONCE_MAX: usize = 16;
+/// Uploads one user may have in progress at once; past this that user's next upload gets 429 at
+/// once (so one member cannot take every place of `FILE_UPLOADS_AT_ONCE_MAX`).
+pub const FILE_UPLOADS_PER_USER_AT_ONCE_MAX: usize = 3;
+/// The slowest an upload may send, averaged over each `FILE_UPLOAD_RATE_WINDOW_MS` of waiting for
+/// its bytes after the first such window (a grace period): slower, it is ended (408). Only time
+/// spent waiting for the client counts, never the server's own work on the bytes.
+pub const FILE_UPLOAD_RATE_MIN_BYTES_PER_SEC: u64 = 1024;
+pub const FILE_UPLOAD_RATE_WINDOW_MS: u64 = 10_000;
 /// An upload that sends no bytes for this long is ended (408).
 pub const FILE_UPLOAD_IDLE_MS: u64 = 30_000;
 /// The longest an upload request may take in all (it replaces `HTTP_REQUEST_TIMEOUT_MS` there).

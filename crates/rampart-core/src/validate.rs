@@ -2,22 +2,36 @@
 //! and everything after takes only these types.
 
 use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeEmoji, UnicodeGeneralCategory};
+
+use crate::error::ErrorCode;
 
 use crate::limits::{
     CHANNEL_NAME_CHARS_MAX, CLIENT_ID_CHARS_MAX, DIRECTORY_QUERY_CHARS_MAX, DISPLAY_NAME_CHARS_MAX, MESSAGE_CHARS_MAX,
     PASSWORD_CHARS_MAX, TOPIC_CHARS_MAX, USERNAME_CHARS_MAX,
 };
 
-/// What is wrong with one field: the field's name and a sentence safe to show.
+/// What is wrong with one field: the field's name, the code the client gets (`invalid_input`
+/// unless a more precise one helps) and a sentence safe to show.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
     pub field: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl FieldError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self { field, code: ErrorCode::InvalidInput, message: message.into() }
+    }
+
+    /// A name holding a character that cannot be seen or that changes how text around it shows.
+    fn invisible(field: &'static str, what: &str, c: char) -> Self {
+        let message = format!(
+            "The {what} must not contain invisible, format, control or direction characters (it holds U+{:04X}).",
+            u32::from(c)
+        );
+        Self { field, code: ErrorCode::InvisibleCharacter, message }
     }
 }
 
@@ -36,6 +50,9 @@ impl Username {
                 "username",
                 format!("The username must have 1 to {USERNAME_CHARS_MAX} characters."),
             ));
+        }
+        if let Some(c) = hidden_character(&folded) {
+            return Err(FieldError::invisible("username", "username", c));
         }
         let first_ok = folded.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
         let rest_ok =
@@ -57,10 +74,23 @@ impl Username {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// What the name looks like, for refusing look-alikes: its UTS #39 skeleton (`m` and `rn`,
+    /// `1` and `l`, `0` and `O` share one), lower-cased, with `i` folded into `l` as well, so
+    /// `adm1n` and `admin` share one too (UTS #39 keeps `i` apart for its dot, which a reader of a
+    /// short name in a small font does not notice). Two usernames with one skeleton cannot both
+    /// exist; the store keeps the skeleton in a unique column.
+    pub fn skeleton(&self) -> String {
+        unicode_security::skeleton(&self.0)
+            .flat_map(char::to_lowercase)
+            .map(|c| if c == 'i' { 'l' } else { c })
+            .collect()
+    }
 }
 
-/// A display name: 1 to 64 characters after NFC and trimming, with no control characters and no
-/// bidirectional overrides (which could make a name read as someone else's).
+/// A display name: 1 to 64 characters after NFC and trimming, with no character that cannot be
+/// seen or that changes how the text around it shows (`hidden_character`), which could make a
+/// name read as someone else's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -75,11 +105,8 @@ impl DisplayName {
                 format!("The display name must have 1 to {DISPLAY_NAME_CHARS_MAX} characters."),
             ));
         }
-        if trimmed.chars().any(is_forbidden_in_names) {
-            return Err(FieldError::new(
-                "display_name",
-                "The display name must not contain control or bidirectional-override characters.",
-            ));
+        if let Some(c) = hidden_character(trimmed) {
+            return Err(FieldError::invisible("display_name", "display name", c));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -93,10 +120,70 @@ impl DisplayName {
     }
 }
 
-/// Control characters, and the Unicode bidirectional embedding, override and isolate controls.
+/// The first character of a name that cannot be seen or that changes how the text around it
+/// shows, if there is one: controls (general category Cc), format characters (Cf: zero-width
+/// space U+200B, word joiner U+2060, byte order mark U+FEFF, the bidirectional controls U+202A–
+/// U+202E and U+2066–U+2069, tag characters), line and paragraph separators (Zl, Zp), and every
+/// default-ignorable code point (Hangul fillers, variation selectors …). A zero-width joiner
+/// between two emoji and a variation selector after one are part of the emoji (`🏳️‍🌈`), not
+/// hidden, and are allowed there only.
+pub fn hidden_character(text: &str) -> Option<char> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.iter().enumerate().find_map(|(i, &c)| {
+        let before = i.checked_sub(1).and_then(|j| chars.get(j)).copied();
+        let after = chars.get(i + 1).copied();
+        (is_hidden(c) && !is_part_of_emoji(c, before, after)).then_some(c)
+    })
+}
+
+fn is_hidden(c: char) -> bool {
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    ) || is_default_ignorable(c)
+        || is_bidi_control(c)
+}
+
+/// Default_Ignorable_Code_Point (UAX #44): exactly what UTS #39 drops from a skeleton, so a
+/// character whose skeleton is empty is one.
+fn is_default_ignorable(c: char) -> bool {
+    let mut buffer = [0; 4];
+    let ignorable = unicode_security::skeleton(c.encode_utf8(&mut buffer)).next().is_none();
+    ignorable
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// An emoji in the sense that matters here: not one of the ASCII characters (digits, `#`, `*`)
+/// that Unicode also counts as emoji bases.
+fn is_emoji(c: char) -> bool {
+    !c.is_ascii() && c.is_emoji_char()
+}
+
+/// A zero-width joiner between two emoji (the previous one perhaps with its variation selector or
+/// skin tone), or a variation selector right after an emoji.
+fn is_part_of_emoji(c: char, before: Option<char>, after: Option<char>) -> bool {
+    const ZERO_WIDTH_JOINER: char = '\u{200D}';
+    const TEXT_PRESENTATION: char = '\u{FE0E}';
+    const EMOJI_PRESENTATION: char = '\u{FE0F}';
+    match c {
+        ZERO_WIDTH_JOINER => {
+            before.is_some_and(|b| b == EMOJI_PRESENTATION || is_emoji(b)) && after.is_some_and(is_emoji)
+        }
+        TEXT_PRESENTATION | EMOJI_PRESENTATION => before.is_some_and(is_emoji),
+        _ => false,
+    }
+}
+
+/// Control characters, and the Unicode bidirectional embedding, override and isolate controls
+/// (the rule for topics; names follow the stricter `hidden_character`).
 pub fn is_forbidden_in_names(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+    c.is_control() || is_bidi_control(c)
 }
 
 /// A password as typed by someone signing in. Only the length is bounded here (so a megabyte
@@ -275,6 +362,95 @@ mod tests {
         assert!(DisplayName::parse("line\nbreak").is_err());
         assert!(DisplayName::parse("   ").is_err());
         assert!(DisplayName::parse(&"é".repeat(DISPLAY_NAME_CHARS_MAX + 1)).is_err());
+    }
+
+    fn invisible(result: Result<impl std::fmt::Debug, FieldError>) -> bool {
+        matches!(result, Err(FieldError { code: ErrorCode::InvisibleCharacter, .. }))
+    }
+
+    #[test]
+    fn usernames_refuse_invisible_characters_with_their_own_code() {
+        for name in
+            ["admin\u{200B}", "admin\u{2060}", "\u{FEFF}admin", "adm\u{AD}in", "admin\u{202E}", "ad\u{2066}min\u{2069}"]
+        {
+            assert!(invisible(Username::parse(name)), "{name:?}");
+        }
+        // A look-alike letter from another script is outside the character set: invalid_input.
+        let cyrillic = Username::parse("\u{430}dmin");
+        assert!(matches!(cyrillic, Err(FieldError { code: ErrorCode::InvalidInput, .. })), "{cyrillic:?}");
+    }
+
+    #[test]
+    fn display_names_refuse_controls() {
+        for name in ["a\u{7}b", "a\u{85}b", "a\u{9F}b", "tab\there"] {
+            assert!(invisible(DisplayName::parse(name)), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn display_names_refuse_format_characters() {
+        // Zero-width space, word joiner, byte order mark, soft hyphen, a tag character, an
+        // invisible operator, the Mongolian vowel separator.
+        for c in ['\u{200B}', '\u{2060}', '\u{FEFF}', '\u{AD}', '\u{E0041}', '\u{2062}', '\u{180E}'] {
+            assert!(invisible(DisplayName::parse(&format!("Ad{c}min"))), "U+{:04X}", u32::from(c));
+        }
+    }
+
+    #[test]
+    fn display_names_refuse_bidirectional_controls() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+            '\u{200E}', '\u{200F}', '\u{61C}',
+        ] {
+            assert!(invisible(DisplayName::parse(&format!("evil{c}gnp.exe"))), "U+{:04X}", u32::from(c));
+        }
+    }
+
+    #[test]
+    fn display_names_refuse_default_ignorables_and_separators() {
+        // Hangul fillers (letters that show nothing), the combining grapheme joiner, variation
+        // selectors after a letter, a Mongolian free variation selector, line and paragraph separators.
+        for c in [
+            '\u{3164}',
+            '\u{115F}',
+            '\u{FFA0}',
+            '\u{34F}',
+            '\u{FE00}',
+            '\u{FE0F}',
+            '\u{180B}',
+            '\u{E0100}',
+            '\u{2028}',
+            '\u{2029}',
+        ] {
+            assert!(invisible(DisplayName::parse(&format!("Ad{c}min"))), "U+{:04X}", u32::from(c));
+        }
+        assert!(invisible(DisplayName::parse("\u{3164}")), "a name of one Hangul filler");
+    }
+
+    #[test]
+    fn display_names_keep_emoji_sequences_and_every_script() {
+        for name in
+            ["Zoë", "李小龍", "محمد", "Ана", "Sam 🏳\u{FE0F}\u{200D}🌈", "👩🏽\u{200D}💻 Ana", "❤\u{FE0F}", "Ana ❤"]
+        {
+            assert!(DisplayName::parse(name).is_ok(), "{name:?}");
+        }
+        // A joiner or selector that joins no emoji hides something.
+        for name in ["a\u{200D}b", "😀\u{200D}", "\u{200D}😀", "1\u{FE0F}", "a\u{FE0F}", "Ana\u{200D}😀"] {
+            assert!(invisible(DisplayName::parse(name)), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn look_alike_usernames_share_a_skeleton() {
+        let skeleton = |name: &str| Username::parse(name).expect("valid").skeleton();
+        for alike in ["adm1n", "adrnin", "admln", "ADMIN", "adrn1n"] {
+            assert_eq!(skeleton(alike), skeleton("admin"), "{alike}");
+        }
+        assert_eq!(skeleton("b0b"), skeleton("bob"));
+        assert_eq!(skeleton("al1ce"), skeleton("alice"));
+        for other in ["alice", "bob", "admins", "adam", "root", "a.dmin", "ad-min"] {
+            assert_ne!(skeleton(other), skeleton("admin"), "{other}");
+        }
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! here as it is appended; signed checkpoints of the head are stored beside it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
 use rampart_core::audit::{encode, RecordFields};
@@ -15,7 +16,7 @@ use rampart_crypto::audit_chain::{link, ChainHash, GENESIS};
 use rampart_crypto::AuditVerifier;
 
 use crate::audit_verify::{ChainWalk, VerifyReport};
-use crate::sqlite::{migrate, open_pool};
+use crate::sqlite::{migrate, open_pool, BUSY_TIMEOUT_MS};
 use crate::{StoreError, StoreResult};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -124,6 +125,29 @@ impl SqliteAuditStore {
         let store = Self { pool };
         store.chain_unchained().await?;
         Ok(store)
+    }
+
+    /// Opens an audit file that already exists, for `rampart audit` (verify, export, tail): it is
+    /// never created (a missing file is an error) and never migrated (a schema older than this
+    /// build is refused: the server migrates it at its next start), and it is opened read-only
+    /// unless `writable` (an export appends its own record).
+    pub async fn open_existing(path: &Path, writable: bool) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .read_only(!writable)
+            .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS));
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+            .map_err(|_| StoreError::Settings("the file is not a Rampart audit log"))?;
+        if applied < MIGRATIONS.last().map(|m| m.0) {
+            return Err(StoreError::Settings(
+                "the audit log's schema is older than this build: start the server once to migrate it",
+            ));
+        }
+        Ok(Self { pool })
     }
 
     /// Chains records written before the chain existed, once: only while no record has a hash

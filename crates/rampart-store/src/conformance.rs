@@ -84,6 +84,7 @@ pub async fn run_accounts(store: &dyn Store) {
     store.ping().await.expect("ping");
     invitation_is_used_once(store).await;
     enrollment_with_taken_username_leaves_invitation_unused(store).await;
+    enrollment_with_look_alike_username_leaves_invitation_unused(store).await;
     expired_invitation_is_refused(store).await;
     users_round_trip_and_search(store).await;
     sessions_lifecycle(store).await;
@@ -114,6 +115,47 @@ pub async fn enrollment_with_taken_username_leaves_invitation_unused(store: &dyn
     assert_eq!(clash, EnrollOutcome::UsernameTaken);
     let retry = store.enroll(&token, NOW, &new_user(&unique("d"))).await.expect("enroll");
     assert!(matches!(retry, EnrollOutcome::Enrolled(ref u) if u.role == Role::Guest), "{retry:?}");
+}
+
+pub async fn enrollment_with_look_alike_username_leaves_invitation_unused(store: &dyn Store) {
+    let name = unique("admin");
+    let token = invite(store, Role::Member).await;
+    let first = store.enroll(&token, NOW, &new_user(&name)).await.expect("enroll");
+    assert!(matches!(first, EnrollOutcome::Enrolled(_)), "{first:?}");
+    let token = invite(store, Role::Member).await;
+    for look_alike in [name.replace('i', "1"), name.replace('m', "rn")] {
+        let clash = store.enroll(&token, NOW, &new_user(&look_alike)).await.expect("enroll");
+        assert_eq!(clash, EnrollOutcome::UsernameConfusable, "{look_alike} looks like {name}");
+    }
+    let retry = store.enroll(&token, NOW, &new_user(&unique("other"))).await.expect("enroll");
+    assert!(matches!(retry, EnrollOutcome::Enrolled(_)), "{retry:?}");
+}
+
+/// Users stored before username skeletons existed, `(id, username)`, oldest first: `admin`, a
+/// look-alike of it that was let in then, and `bob`. A backend's test inserts them with no
+/// skeleton, opens the store again (which must start), then runs `legacy_usernames_are_fenced`.
+pub const LEGACY_USERS: [(&str, &str); 3] = [
+    ("00000000-0000-4000-8000-000000000001", "admin"),
+    ("00000000-0000-4000-8000-000000000002", "adrnin"),
+    ("00000000-0000-4000-8000-000000000003", "bob"),
+];
+
+/// After the start that filled skeletons: the older of two look-alikes holds the skeleton, and no
+/// new look-alike of any stored user enrolls.
+pub async fn legacy_usernames_are_fenced(store: &dyn Store) {
+    let token = invite(store, Role::Member).await;
+    for (name, expected) in [
+        ("adm1n", EnrollOutcome::UsernameConfusable),
+        ("adrn1n", EnrollOutcome::UsernameConfusable),
+        ("adrnin", EnrollOutcome::UsernameTaken),
+        ("b0b", EnrollOutcome::UsernameConfusable),
+    ] {
+        let outcome = store.enroll(&token, NOW, &new_user(name)).await.expect("enroll");
+        assert_eq!(outcome, expected, "{name}");
+    }
+    for (_, name) in LEGACY_USERS {
+        assert!(store.user_by_username(name).await.expect("read").is_some(), "{name} is still there");
+    }
 }
 
 pub async fn expired_invitation_is_refused(store: &dyn Store) {

@@ -19,6 +19,75 @@ pub async fn run_all(store: &dyn Backend) {
     membership_events_and_listing(store).await;
     direct_channels_are_one_per_pair(store).await;
     channel_heads_are_the_last_seqs(store).await;
+    private_names_are_not_a_namespace_to_probe(store).await;
+}
+
+fn named(creator: &UserRecord, kind: ChannelKind, name: &ChannelName) -> NewChannel {
+    NewChannel {
+        id: ChannelId::from_generated(id("chan")),
+        kind,
+        name: name.clone(),
+        topic: Topic::default(),
+        created_by: creator.id.clone(),
+        created_at: NOW,
+    }
+}
+
+fn created(outcome: CreateChannelOutcome) -> ChannelRecord {
+    match outcome {
+        CreateChannelOutcome::Created(record, _) => *record,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+/// Issue 16 item 3: names are unique among public channels only (everyone can see those). A
+/// private channel's name collides with nothing, so no one learns by a refusal that a private
+/// channel of that name exists: private channels of the same name (anyone's), and a public and
+/// a private one of the same name, live side by side, told apart by id.
+pub async fn private_names_are_not_a_namespace_to_probe(store: &dyn Backend) {
+    let insider = make_user(store, Role::Member).await;
+    let outsider = make_user(store, Role::Member).await;
+    let hidden = new_channel(store, &insider, ChannelKind::Private).await;
+    let name = hidden.name.clone().expect("name");
+    let mut ids = vec![hidden.id.clone()];
+    for (creator, kind) in
+        [(&outsider, ChannelKind::Private), (&insider, ChannelKind::Private), (&outsider, ChannelKind::Public)]
+    {
+        let record = created(store.create_channel(&named(creator, kind, &name)).await.expect("create"));
+        assert_eq!(record.name.as_ref(), Some(&name));
+        ids.push(record.id);
+    }
+    // The public one now holds the name among public channels.
+    let clash = named(&outsider, ChannelKind::Public, &name);
+    assert_eq!(store.create_channel(&clash).await.expect("create"), CreateChannelOutcome::NameTaken);
+    ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "four channels of one name, each its own");
+    // Renaming: a private channel to any name; a public one to a private channel's name, but not
+    // to a public one's.
+    let private_name = new_channel(store, &insider, ChannelKind::Private).await.name.expect("name");
+    let to = |name: &ChannelName| ChannelChange { name: Some(name.clone()), ..ChannelChange::default() };
+    let mine = new_channel(store, &outsider, ChannelKind::Private).await;
+    for target in [&name, &private_name] {
+        match store.update_channel(&mine.id, &to(target), NOW).await.expect("rename") {
+            UpdateOutcome::Updated(event) => assert_eq!(event.channel.expect("channel").name.as_ref(), Some(target)),
+            other => panic!("a private channel may take any name: {other:?}"),
+        }
+    }
+    let public = new_channel(store, &outsider, ChannelKind::Public).await;
+    assert!(matches!(
+        store.update_channel(&public.id, &to(&private_name), NOW).await.expect("rename"),
+        UpdateOutcome::Updated(_)
+    ));
+    assert!(matches!(
+        store.update_channel(&public.id, &to(&name), NOW).await.expect("rename"),
+        UpdateOutcome::NameTaken
+    ));
+    // Keeping its own name is no clash.
+    assert!(matches!(
+        store.update_channel(&public.id, &to(&private_name), NOW).await.expect("rename"),
+        UpdateOutcome::Updated(_)
+    ));
 }
 
 pub async fn channel_heads_are_the_last_seqs(store: &dyn Backend) {
@@ -90,18 +159,12 @@ pub async fn channel_creation_and_names(store: &dyn Backend) {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::MemberJoined);
     assert_eq!(events[0].user_id.as_ref(), Some(&creator.id));
-    let clash = NewChannel {
-        id: ChannelId::from_generated(id("chan")),
-        kind: ChannelKind::Private,
-        name: channel.name.clone().expect("name"),
-        topic: Topic::default(),
-        created_by: creator.id.clone(),
-        created_at: NOW,
-    };
+    let clash = named(&creator, ChannelKind::Public, channel.name.as_ref().expect("name"));
     assert_eq!(store.create_channel(&clash).await.expect("create"), CreateChannelOutcome::NameTaken);
-    let other = new_channel(store, &creator, ChannelKind::Private).await;
+    let other = new_channel(store, &creator, ChannelKind::Public).await;
     let rename = ChannelChange { name: channel.name.clone(), ..ChannelChange::default() };
     assert!(matches!(store.update_channel(&other.id, &rename, NOW).await.expect("update"), UpdateOutcome::NameTaken));
+    let other = new_channel(store, &creator, ChannelKind::Private).await;
     let archive = ChannelChange {
         archived: Some(true),
         topic: Some(Topic::parse("new").expect("topic")),

@@ -83,6 +83,9 @@ pub enum EnrollOutcome {
     InvalidInvitation,
     /// The invitation stays unused.
     UsernameTaken,
+    /// Another user's username has the same skeleton (`Username::skeleton`); the invitation
+    /// stays unused.
+    UsernameConfusable,
 }
 
 #[derive(Clone, Debug)]

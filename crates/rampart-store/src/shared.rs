@@ -1,7 +1,8 @@
 //! What the SQLite and PostgreSQL backends share apart from SQL: opening a sealed message body with
 //! its data key (a body that fails its integrity check is withheld and logged, never fatal to the
 //! read), sealing and opening a file's name and digest, the search tokens of a text, escaping user
-//! text for LIKE, the migrator over a backend's embedded migrations, and the wall clock. Keeping these in one place means the two
+//! text for LIKE, the migrator over a backend's embedded migrations, username skeletons and their
+//! clashes, and the wall clock. Keeping these in one place means the two
 //! backends cannot drift in what they seal or how they bind it.
 
 use std::borrow::Cow;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use rampart_core::files::FileName;
 use rampart_core::search::index_terms;
-use rampart_core::validate::MessageBody;
+use rampart_core::validate::{MessageBody, Username};
 use rampart_core::{ChannelId, FileId, MessageId, Timestamp};
 use rampart_crypto::blind::{token, TOKEN_BYTES};
 use rampart_crypto::{Aad, DataKey};
@@ -18,7 +19,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::blobs::FinishedBlob;
 use crate::vault::{SearchKeys, Vault};
-use crate::{NewFile, StoreError, StoreResult};
+use crate::{EnrollOutcome, NewFile, StoreError, StoreResult};
 
 /// Unwrapped data keys by (channel, epoch), for opening the rows of one read.
 pub(crate) type KeyMap = HashMap<(ChannelId, i64), Arc<DataKey>>;
@@ -37,6 +38,48 @@ pub(crate) fn migrator(list: &[(i64, &'static str, &'static str)]) -> Migrator {
         })
         .collect();
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+/// The outcome of an enrollment whose username clashes with a stored one, from the clash query's
+/// answer: `Some(true)` when that very username exists, `Some(false)` when only its skeleton does.
+pub(crate) fn username_clash(same_name: Option<bool>) -> Option<EnrollOutcome> {
+    same_name.map(|same| if same { EnrollOutcome::UsernameTaken } else { EnrollOutcome::UsernameConfusable })
+}
+
+/// The users stored without a username skeleton (rows from before its migration), oldest first:
+/// the same SQL on both backends.
+pub(crate) const USERS_WITHOUT_SKELETON: &str =
+    "SELECT id, username FROM users WHERE username_skeleton IS NULL ORDER BY created_at, id";
+
+/// Gives each `(user id, username)` row its skeleton through `fill` (the backend's UPDATE, which
+/// sets it unless another user holds it, answering the rows changed). One that keeps none, because
+/// an earlier user holds its skeleton, is logged: both stay, and no new look-alike of either can
+/// enroll, but an admin may want to rename or disable one. A unique violation is such a clash too
+/// (another node filled that skeleton a moment before), never a failure to start.
+pub(crate) async fn fill_skeletons<F, Fut>(rows: Vec<(String, String)>, mut fill: F) -> StoreResult<()>
+where
+    F: FnMut(String, String) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, sqlx::Error>>,
+{
+    let mut clashes = Vec::new();
+    for (id, username) in rows {
+        let skeleton = Username::from_stored(username).skeleton();
+        let filled = match fill(id.clone(), skeleton).await {
+            Ok(rows) => rows > 0,
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => false,
+            Err(error) => return Err(error.into()),
+        };
+        if !filled {
+            clashes.push(id);
+        }
+    }
+    if !clashes.is_empty() {
+        tracing::warn!(
+            users = ?clashes,
+            "users whose usernames look like an earlier user's (same skeleton); both stay, no new look-alike can enroll"
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn now() -> Timestamp {

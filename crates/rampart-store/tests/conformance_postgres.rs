@@ -285,3 +285,33 @@ fn search_turned_off_deletes_the_index_and_refuses_searches() {
         off.close().await;
     });
 }
+
+/// Issue 16 item 15: rows from before username skeletons (two of them look-alikes) get theirs at
+/// the next start, which the clash does not stop; no new look-alike enrolls afterwards.
+#[test]
+fn postgres_fills_legacy_username_skeletons_at_start_even_when_two_clash() {
+    in_fresh_schema(|schema, root| async move {
+        open(&schema, &root, EpochPolicy::default()).await.close().await;
+        let mut conn = schema.options.connect().await.expect("connect");
+        for (created_at, (id, name)) in (1_i64..).zip(conformance::LEGACY_USERS) {
+            sqlx::query("INSERT INTO users (id, username, display_name, password_hash, role, created_at) VALUES ($1, $2, $2, 'x', 'member', $3)")
+                .bind(id)
+                .bind(name)
+                .bind(created_at)
+                .execute(&mut conn)
+                .await
+                .expect("legacy user");
+        }
+        let store = open(&schema, &root, EpochPolicy::default()).await;
+        let skeletons: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT username, username_skeleton FROM users ORDER BY created_at")
+                .fetch_all(&mut conn)
+                .await
+                .expect("read");
+        conn.close().await.expect("close");
+        let expected = [("admin", Some("adrnln")), ("adrnin", None), ("bob", Some("bob"))];
+        assert_eq!(skeletons, expected.map(|(name, skeleton)| (name.to_owned(), skeleton.map(str::to_owned))));
+        conformance::legacy_usernames_are_fenced(&store).await;
+        store.close().await;
+    });
+}

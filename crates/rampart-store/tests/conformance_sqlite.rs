@@ -38,3 +38,37 @@ async fn sqlite_store_passes_the_encryption_conformance_checks() {
     let again = SqliteStore::open(&dir.path().join("rampart.db"), &keys).await.expect("reopen after rotation");
     conformance_keys::run_all(&again).await;
 }
+
+/// Issue 16 item 15: rows from before username skeletons (two of them look-alikes) get theirs at
+/// the next start, which the clash does not stop; no new look-alike enrolls afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_fills_legacy_username_skeletons_at_start_even_when_two_clash() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = KeyConfig { key_dir: key_dir(dir.path()), epoch: EpochPolicy::default() };
+    let path = dir.path().join("rampart.db");
+    drop(SqliteStore::open(&path, &keys).await.expect("open"));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("pool");
+    for (created_at, (id, name)) in (1_i64..).zip(conformance::LEGACY_USERS) {
+        sqlx::query("INSERT INTO users (id, username, display_name, password_hash, role, created_at) VALUES (?, ?, ?, 'x', 'member', ?)")
+            .bind(id)
+            .bind(name)
+            .bind(name)
+            .bind(created_at)
+            .execute(&pool)
+            .await
+            .expect("legacy user");
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&path, &keys).await.expect("a clash of legacy usernames does not stop the start");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("pool");
+    let skeletons: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT username, username_skeleton FROM users ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .expect("read");
+    pool.close().await;
+    let expected = [("admin", Some("adrnln")), ("adrnin", None), ("bob", Some("bob"))];
+    assert_eq!(skeletons, expected.map(|(name, skeleton)| (name.to_owned(), skeleton.map(str::to_owned))));
+    conformance::legacy_usernames_are_fenced(&store).await;
+}

@@ -23,8 +23,11 @@ pub struct RawFiles {
     pub clamd: Option<String>,
     pub audit_downloads: Option<bool>,
     pub uploads_at_once_max: Option<usize>,
+    pub uploads_per_user_at_once_max: Option<usize>,
     pub upload_timeout_ms: Option<u64>,
     pub upload_idle_ms: Option<u64>,
+    pub upload_rate_min_bytes_per_sec: Option<u64>,
+    pub upload_rate_window_ms: Option<u64>,
 }
 
 /// Where clamd listens.
@@ -132,11 +135,32 @@ impl RawFiles {
                 1,
                 10_000,
             )?,
+            uploads_per_user_at_once_max: ranged(
+                "files.uploads_per_user_at_once_max",
+                self.uploads_per_user_at_once_max,
+                limits::FILE_UPLOADS_PER_USER_AT_ONCE_MAX,
+                1,
+                10_000,
+            )?,
             upload_idle_ms: ranged(
                 "files.upload_idle_ms",
                 self.upload_idle_ms,
                 limits::FILE_UPLOAD_IDLE_MS,
                 100,
+                600_000,
+            )?,
+            upload_rate_min_bytes_per_sec: ranged(
+                "files.upload_rate_min_bytes_per_sec",
+                self.upload_rate_min_bytes_per_sec,
+                limits::FILE_UPLOAD_RATE_MIN_BYTES_PER_SEC,
+                0,
+                1 << 30,
+            )?,
+            upload_rate_window_ms: ranged(
+                "files.upload_rate_window_ms",
+                self.upload_rate_window_ms,
+                limits::FILE_UPLOAD_RATE_WINDOW_MS,
+                1_000,
                 600_000,
             )?,
         };

@@ -14,6 +14,9 @@ use rampart_store::{AuditStore, Backend, KeyConfig};
 use crate::config::Config;
 use crate::config_database::{DatabaseConfig, PostgresConfig};
 
+/// The SQLite audit log's file in `audit_dir`.
+pub const AUDIT_FILE: &str = "audit.db";
+
 /// The audit action recorded at each start that went ahead on an over-privileged role.
 pub const PRIVILEGE_OVERRIDE_ACTION: &str = "db.privilege_check_overridden";
 
@@ -45,10 +48,46 @@ async fn open_sqlite(config: &Config, keys: &KeyConfig) -> anyhow::Result<Stores
         store = store.without_search_index().await.context("cannot turn the search index off")?;
     }
     store.spawn_checkpointer();
-    let audit = rampart_store::SqliteAuditStore::open(&config.audit_dir.join("audit.db"))
+    let audit = rampart_store::SqliteAuditStore::open(&config.audit_dir.join(AUDIT_FILE))
         .await
         .with_context(|| format!("cannot open the audit log in {}", config.audit_dir.display()))?;
     Ok(Stores { backend: Arc::new(store), audit: Arc::new(audit), overridden: Vec::new() })
+}
+
+/// The audit log a deployment already has, for `rampart audit`, and where it is (for messages):
+/// nothing is created and no migration runs. On SQLite the file must exist, and is opened
+/// read-only unless `writable`; on PostgreSQL the audit tables must exist (any role that may read
+/// them will do, the auditor's too).
+pub async fn open_existing_audit(config: &Config, writable: bool) -> anyhow::Result<(Arc<dyn AuditStore>, String)> {
+    match &config.database {
+        DatabaseConfig::Sqlite => {
+            let path = crate::fsutil::absolute(&config.audit_dir.join(AUDIT_FILE));
+            let place = path.display().to_string();
+            if !path.is_file() {
+                anyhow::bail!(
+                    "no audit log at {place}: name the server's audit directory with --audit-dir (or audit_dir in --config)"
+                );
+            }
+            let store = rampart_store::SqliteAuditStore::open_existing(&path, writable)
+                .await
+                .with_context(|| format!("cannot open the audit log at {place}"))?;
+            Ok((Arc::new(store), place))
+        }
+        DatabaseConfig::Postgres(postgres) => {
+            let app = &postgres.app;
+            let place = format!("schema {} in PostgreSQL", app.schema());
+            let store = rampart_store::PgAuditStore::open_existing(app)
+                .await
+                .with_context(|| format!("cannot read the audit log in {place} as {}", app.user()))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no audit log in {place}: the schema is missing or not migrated (run `rampart db provision`, or \
+                         start the server with database.migrator_url)"
+                    )
+                })?;
+            Ok((Arc::new(store), place))
+        }
+    }
 }
 
 /// Whether to go on with a role that has `problems`: refused (with every reason, and the fix)

@@ -32,6 +32,23 @@ impl PgAuditStore {
         Ok(Self { pool: open_pool(options).await? })
     }
 
+    /// Opens the audit tables of a schema that has them, for `rampart audit`: no migration is
+    /// run, and a schema without them is `None` rather than something to create. Needs no more
+    /// than the auditor role's SELECT.
+    pub async fn open_existing(options: &PgOptions) -> StoreResult<Option<Self>> {
+        let store = Self::open(options).await?;
+        let present: bool = sqlx::query_scalar(
+            "SELECT to_regclass('audit_log') IS NOT NULL AND to_regclass('audit_checkpoints') IS NOT NULL",
+        )
+        .fetch_one(&store.pool)
+        .await?;
+        if !present {
+            store.close().await;
+            return Ok(None);
+        }
+        Ok(Some(store))
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

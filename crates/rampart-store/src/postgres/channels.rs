@@ -351,10 +351,12 @@ impl PgStore {
 impl ChannelStore for PgStore {
     async fn create_channel(&self, channel: &NewChannel) -> StoreResult<CreateChannelOutcome> {
         let mut tx = self.pool.begin().await?;
-        // The unique name decides a race between two creators: the second inserts nothing.
+        // The unique public name decides a race between two creators: the second inserts
+        // nothing. A private channel's name collides with nothing (migration 0013), so a refusal
+        // never tells that a private channel of that name exists.
         let done = sqlx::query(
             "INSERT INTO channels (id, kind, name, topic, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (name) DO NOTHING",
+             ON CONFLICT (name) WHERE kind = 'public' DO NOTHING",
         )
         .bind(channel.id.as_str())
         .bind(channel.kind.as_str())
@@ -527,11 +529,15 @@ impl ChannelStore for PgStore {
         }
         if let Some(name) = &change.name {
             // The usual case is told here, so it does not become an error in the server's log.
-            let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE name = $1 AND id <> $2)")
-                .bind(name.as_str())
-                .bind(id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+            // Only a public channel's rename can collide, and only with a public channel.
+            let taken: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM channels c WHERE c.kind = 'public' AND c.name = $1 AND c.id <> $2
+                 AND EXISTS (SELECT 1 FROM channels me WHERE me.id = $2 AND me.kind = 'public'))",
+            )
+            .bind(name.as_str())
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
             if taken {
                 return Ok(UpdateOutcome::NameTaken);
             }

@@ -26,7 +26,7 @@ use rampart_core::validate::{DirectoryQuery, DisplayName, Username};
 use rampart_core::{Role, SessionId, Timestamp, UserId};
 
 use crate::model::*;
-use crate::shared::{like_literal, migrator};
+use crate::shared::{fill_skeletons, like_literal, migrator, username_clash, USERS_WITHOUT_SKELETON};
 use crate::vault::{KeyConfig, Vault};
 use crate::{RateBucket, Store, StoreError, StoreResult, ThrottleStep};
 
@@ -49,6 +49,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "files", include_str!("../../migrations/postgres/0004_files.sql")),
     (5, "audit", include_str!("../../migrations/postgres/0005_audit.sql")),
     (6, "rate limits", include_str!("../../migrations/postgres/0006_rate_limits.sql")),
+    (12, "username skeletons", include_str!("../../migrations/postgres/0012_username_skeletons.sql")),
+    (13, "private channel names", include_str!("../../migrations/postgres/0013_private_channel_names.sql")),
 ];
 
 /// Transaction-scoped advisory lock keys (`pg_advisory_xact_lock`), one per invariant that spans
@@ -129,6 +131,7 @@ impl PgStore {
         let pool = open_pool(options).await?;
         let store = Self { pool, vault, blobs, search_index };
         store.check_keyring().await?;
+        store.fill_username_skeletons().await?;
         if search_index {
             store.index_channels_without_keys().await?;
         } else {
@@ -145,11 +148,32 @@ impl PgStore {
         Ok(self)
     }
 
+    /// Gives each user stored without a username skeleton (rows from before migration 0012) its
+    /// skeleton, oldest first; one whose skeleton an earlier user holds keeps none (logged). Nodes
+    /// starting together may race: a unique violation means another filled that skeleton first
+    /// (`fill_skeletons`).
+    async fn fill_username_skeletons(&self) -> StoreResult<()> {
+        let rows = sqlx::query_as(USERS_WITHOUT_SKELETON).fetch_all(&self.pool).await?;
+        fill_skeletons(rows, |id, skeleton| async move {
+            let done = sqlx::query(FILL_SKELETON).bind(skeleton).bind(id).execute(&self.pool).await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
     /// Closes the pool's connections (a test's schema can then be dropped).
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
+
+/// Whether a username clashes with a stored one: `true` for that very username, `false` for
+/// another with its skeleton, no row when it is free.
+const USERNAME_CLASH: &str = "SELECT username = $1 FROM users WHERE username = $1 OR username_skeleton = $2
+     ORDER BY username = $1 DESC LIMIT 1";
+/// Sets a user's skeleton unless another user holds it.
+const FILL_SKELETON: &str = "UPDATE users SET username_skeleton = $1 WHERE id = $2 AND username_skeleton IS NULL
+     AND NOT EXISTS (SELECT 1 FROM users WHERE username_skeleton = $1)";
 
 const USER_COLUMNS: &str =
     "id, username, display_name, password_hash, role, disabled, mfa_enabled, created_at, last_login_at";
@@ -406,13 +430,16 @@ impl Store for PgStore {
             return Ok(EnrollOutcome::InvalidInvitation);
         };
         let role = Role::parse(&role).ok_or(StoreError::Corrupt("invitation role"))?;
-        // A username taken meanwhile by a concurrent enrollment is caught by the unique index.
+        // A username (or a look-alike) taken meanwhile by a concurrent enrollment is caught by the
+        // unique indexes; the clash query then says which.
+        let skeleton = user.username.skeleton();
         let inserted = sqlx::query(
-            "INSERT INTO users (id, username, display_name, password_hash, role, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING",
+            "INSERT INTO users (id, username, username_skeleton, display_name, password_hash, role, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .bind(user.id.as_str())
         .bind(user.username.as_str())
+        .bind(&skeleton)
         .bind(user.display_name.as_str())
         .bind(&user.password_hash)
         .bind(role.as_str())
@@ -420,7 +447,12 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
-            return Ok(EnrollOutcome::UsernameTaken);
+            let same_name: Option<bool> = sqlx::query_scalar(USERNAME_CLASH)
+                .bind(user.username.as_str())
+                .bind(&skeleton)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Ok(username_clash(same_name).unwrap_or(EnrollOutcome::UsernameTaken));
         }
         sqlx::query("UPDATE invitations SET used_at = $1, used_by = $2 WHERE token_hash = $3")
             .bind(now.0)

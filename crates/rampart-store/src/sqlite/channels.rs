@@ -324,10 +324,13 @@ impl SqliteStore {
 impl ChannelStore for SqliteStore {
     async fn create_channel(&self, channel: &NewChannel) -> StoreResult<CreateChannelOutcome> {
         let mut tx = self.begin_write().await?;
-        let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE name = ?)")
-            .bind(channel.name.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+        // Names are unique among public channels only: a private one collides with nothing, so
+        // a refusal never tells that a private channel of that name exists (migration 0016).
+        let taken: bool = channel.kind == ChannelKind::Public
+            && sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE kind = 'public' AND name = ?)")
+                .bind(channel.name.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
         if taken {
             return Ok(CreateChannelOutcome::NameTaken);
         }
@@ -497,15 +500,17 @@ impl ChannelStore for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<UpdateOutcome> {
         let mut tx = self.begin_write().await?;
-        if channel_in(&mut tx, id).await?.is_none() {
+        let Some(current) = channel_in(&mut tx, id).await? else {
             return Ok(UpdateOutcome::NotFound);
-        }
-        if let Some(name) = &change.name {
-            let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE name = ? AND id != ?)")
-                .bind(name.as_str())
-                .bind(id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+        };
+        if let Some(name) = change.name.as_ref().filter(|_| current.kind == ChannelKind::Public) {
+            let taken: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM channels WHERE kind = 'public' AND name = ? AND id != ?)",
+            )
+            .bind(name.as_str())
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
             if taken {
                 return Ok(UpdateOutcome::NameTaken);
             }

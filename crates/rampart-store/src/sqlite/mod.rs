@@ -21,7 +21,7 @@ use rampart_core::validate::{DirectoryQuery, DisplayName, Username};
 use rampart_core::{Role, SessionId, Timestamp, UserId};
 
 use crate::model::*;
-use crate::shared::{like_literal, migrator};
+use crate::shared::{fill_skeletons, like_literal, migrator, username_clash, USERS_WITHOUT_SKELETON};
 use crate::vault::{KeyConfig, Vault};
 use crate::{RateBucket, Store, StoreError, StoreResult, ThrottleStep};
 
@@ -36,7 +36,7 @@ const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 
 /// How long a statement waits for the write lock before failing.
-const BUSY_TIMEOUT_MS: u64 = 5_000;
+pub(crate) const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "accounts", include_str!("../../migrations/sqlite/0001_accounts.sql")),
@@ -48,11 +48,21 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
     (8, "send in one statement", include_str!("../../migrations/sqlite/0008_send_one_statement.sql")),
     (9, "rate limits", include_str!("../../migrations/sqlite/0009_rate_limits.sql")),
+    (15, "username skeletons", include_str!("../../migrations/sqlite/0015_username_skeletons.sql")),
+    (16, "private channel names", include_str!("../../migrations/sqlite/0016_private_channel_names.sql")),
 ];
 
 /// Tokens a message may carry into its INSERT (`token_slots` in migration 0008 holds 0 … this − 1);
 /// a message with more is indexed in a transaction of its own statements.
 pub(crate) const TOKEN_SLOTS: usize = 4096;
+
+/// Whether a username clashes with a stored one: `true` for that very username, `false` for
+/// another with its skeleton, no row when it is free.
+const USERNAME_CLASH: &str = "SELECT username = ?1 FROM users WHERE username = ?1 OR username_skeleton = ?2
+     ORDER BY username = ?1 DESC LIMIT 1";
+/// Sets a user's skeleton unless another user holds it.
+const FILL_SKELETON: &str = "UPDATE users SET username_skeleton = ?1 WHERE id = ?2 AND username_skeleton IS NULL
+     AND NOT EXISTS (SELECT 1 FROM users WHERE username_skeleton = ?1)";
 
 /// How every connection to a SQLite file is set up: WAL mode, foreign keys on.
 fn connect_options(path: &Path) -> StoreResult<SqliteConnectOptions> {
@@ -173,6 +183,7 @@ impl SqliteStore {
         let writer = SqliteConnection::connect_with(&connect_options(path)?).await?;
         let store = Self { pool, vault, blobs, search_index: true, writer: Arc::new(tokio::sync::Mutex::new(writer)) };
         store.check_keyring().await?;
+        store.fill_username_skeletons().await?;
         store.seal_legacy_bodies().await?;
         store.index_channels_without_keys().await?;
         Ok(store)
@@ -185,6 +196,18 @@ impl SqliteStore {
         self.search_index = false;
         self.drop_search_index().await?;
         Ok(self)
+    }
+
+    /// Gives each user stored without a username skeleton (rows from before migration 0015) its
+    /// skeleton, oldest first; one whose skeleton an earlier user holds keeps none (logged).
+    async fn fill_username_skeletons(&self) -> StoreResult<()> {
+        let rows = sqlx::query_as(USERS_WITHOUT_SKELETON).fetch_all(&self.pool).await?;
+        fill_skeletons(rows, |id, skeleton| async move {
+            let mut conn = self.write_turn().await;
+            let done = sqlx::query(FILL_SKELETON).bind(skeleton).bind(id).execute(&mut *conn).await?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 
     /// The writer connection, for a single statement outside a transaction.
@@ -461,18 +484,22 @@ impl Store for SqliteStore {
             return Ok(EnrollOutcome::InvalidInvitation);
         };
         let role = Role::parse(&role).ok_or(StoreError::Corrupt("invitation role"))?;
-        let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE username = ?)")
+        let skeleton = user.username.skeleton();
+        let same_name: Option<bool> = sqlx::query_scalar(USERNAME_CLASH)
             .bind(user.username.as_str())
-            .fetch_one(&mut *tx)
+            .bind(&skeleton)
+            .fetch_optional(&mut *tx)
             .await?;
-        if taken {
-            return Ok(EnrollOutcome::UsernameTaken);
+        if let Some(clash) = username_clash(same_name) {
+            return Ok(clash);
         }
         sqlx::query(
-            "INSERT INTO users (id, username, display_name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, username, username_skeleton, display_name, password_hash, role, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(user.id.as_str())
         .bind(user.username.as_str())
+        .bind(&skeleton)
         .bind(user.display_name.as_str())
         .bind(&user.password_hash)
         .bind(role.as_str())
@@ -641,5 +668,55 @@ impl Store for SqliteStore {
         let mut conn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM rate_limits WHERE tat < ?").bind(now_us).execute(&mut *conn).await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 0016 rebuilds `channels` under a live schema: rows, foreign keys and the
+    /// triggers on `messages` that update it survive, and only public names stay unique.
+    #[tokio::test]
+    async fn the_channel_names_migration_keeps_rows_and_triggers() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        let before = MIGRATIONS.iter().position(|m| m.0 == 16).expect("migration 16");
+        migrate(&path, &MIGRATIONS[..before]).await.expect("old schema");
+        let pool = open_pool(&path).await.expect("pool");
+        for statement in [
+            "INSERT INTO users (id, username, display_name, password_hash, role, created_at) VALUES ('u1', 'ann', 'Ann', 'x', 'member', 1)",
+            "INSERT INTO channels (id, kind, name, created_by, created_at) VALUES ('c1', 'public', 'general', 'u1', 1)",
+            "INSERT INTO channels (id, kind, name, created_by, created_at) VALUES ('c2', 'private', 'secret', 'u1', 1)",
+            "INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES ('c2', 'u1', 'admin', 1)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.expect(statement);
+        }
+        pool.close().await;
+        migrate(&path, MIGRATIONS).await.expect("migrate");
+        let pool = open_pool(&path).await.expect("pool");
+        let names: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, name FROM channels ORDER BY id").fetch_all(&pool).await.expect("names");
+        assert_eq!(names, vec![("c1".into(), "general".into()), ("c2".into(), "secret".into())]);
+        let broken: Vec<SqliteRow> = sqlx::query("PRAGMA foreign_key_check").fetch_all(&pool).await.expect("check");
+        assert!(broken.is_empty(), "foreign keys still point at channels");
+        sqlx::query("INSERT INTO messages (id, channel_id, seq, sender_id, legacy_body, created_at) VALUES ('m1', 'c2', 1, 'u1', 'hi', 2)")
+            .execute(&pool)
+            .await
+            .expect("message");
+        let last: i64 =
+            sqlx::query_scalar("SELECT last_seq FROM channels WHERE id = 'c2'").fetch_one(&pool).await.expect("seq");
+        assert_eq!(last, 1, "the trigger on messages still updates its channel");
+        let insert = |id: &'static str, kind: &'static str, name: &'static str| {
+            sqlx::query("INSERT INTO channels (id, kind, name, created_at) VALUES (?, ?, ?, 1)")
+                .bind(id)
+                .bind(kind)
+                .bind(name)
+        };
+        insert("c3", "private", "general").execute(&pool).await.expect("a private name beside a public one");
+        insert("c4", "private", "secret").execute(&pool).await.expect("two private channels of one name");
+        insert("c5", "public", "secret").execute(&pool).await.expect("a public name beside private ones");
+        assert!(insert("c6", "public", "general").execute(&pool).await.is_err(), "public names stay unique");
+        pool.close().await;
     }
 }

@@ -29,7 +29,8 @@ pub enum Command {
     Invite(InviteArgs),
     /// Encryption at rest: key status and rotations (safe while the server runs).
     Keys(KeysArgs),
-    /// The audit log: verify its hash chain, export it, show the newest records.
+    /// The audit log: verify its hash chain, export it, show the newest records. These never
+    /// create a log: one that is not there is an error naming where it was looked for.
     Audit(AuditArgs),
     /// The message search index.
     Search(SearchArgs),
@@ -88,19 +89,25 @@ pub enum SearchCommand {
 pub struct AuditArgs {
     #[command(flatten)]
     pub deployment: DeploymentArgs,
+    /// The server's audit directory, holding audit.db (audit_dir; default ./rampart-audit).
+    /// SQLite only: with PostgreSQL the log is in the database.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub audit_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AuditCommand,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain and check the signed checkpoints; exit 1 naming the first bad seq.
+    /// Recompute the hash chain and check the signed checkpoints with the signing key in
+    /// --key-dir. Exit 1 naming the first bad seq; also when the log or the key is missing, and
+    /// when the log is empty while the key exists (records were removed, or it is another log).
     Verify {
         /// Checkpoints kept elsewhere (JSON lines, as the server writes them), checked too.
         #[arg(long, value_name = "FILE")]
         checkpoints: Option<PathBuf>,
     },
-    /// Print records as JSON lines or RFC 5424 syslog messages (audited).
+    /// Print records as JSON lines or RFC 5424 syslog messages (the export is audited in the log).
     Export {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "syslog"])]
         format: String,
@@ -235,7 +242,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             search::run(config, args.command).await
         }
         Command::Audit(args) => {
-            let config = load(&args.deployment, |_| {})?;
+            let config = load(&args.deployment, |raw| {
+                if args.audit_dir.is_some() {
+                    raw.audit_dir.clone_from(&args.audit_dir);
+                }
+            })?;
             audit::run(config, args.command).await
         }
         Command::Db(args) => match args.command {

@@ -215,6 +215,6 @@ pub async fn user_profile(
 
 impl From<FieldError> for ApiError {
     fn from(error: FieldError) -> Self {
-        ApiError::new(ErrorCode::InvalidInput, error.message)
+        ApiError::new(error.code, error.message)
     }
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod body;
 mod channels;
 pub mod error;
 pub mod extract;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), request_timeout))
         .layer(middleware::from_fn_with_state(state.clone(), cross_origin_guard))
         .layer(middleware::from_fn(refuse_methods))
+        .layer(middleware::from_fn_with_state(state.clone(), body::bounded_bodies))
         .layer(middleware::from_fn_with_state(state, header_limits))
         .layer(middleware::from_fn(normalize_errors))
         .layer(middleware::from_fn(security_headers))

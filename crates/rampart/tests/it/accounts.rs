@@ -369,6 +369,50 @@ async fn enrollment_rules_and_one_time_invitations() {
     expect_error(clash, 409, "conflict").await;
 }
 
+/// Issue 16 item 15: a username that reads as an existing one (a look-alike by UTS #39 skeleton,
+/// a letter from another script, an invisible character) is refused with a code that says why,
+/// and so is a display name holding an invisible or direction character.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_alike_and_invisible_names_are_refused() {
+    let server = Server::start();
+    let client = server.client();
+    let enroll = |token: &str, username: &str, display_name: &str| {
+        client
+            .post(server.url("/api/v1/auth/enroll"))
+            .json(&json!({ "token": token, "username": username, "password": PASSWORD, "display_name": display_name }))
+            .send()
+    };
+    let first = enroll(&server.invite("admin"), "admin", "Admin").await.expect("enroll");
+    assert_eq!(first.status(), 201);
+    let token = server.invite("member");
+    for (username, status, code) in [
+        ("adm1n", 409, "username_confusable"),
+        ("adrnin", 409, "username_confusable"),
+        ("ADM1N", 409, "username_confusable"),
+        ("\u{430}dmin", 400, "invalid_input"),
+        ("admin\u{200B}", 400, "invisible_character"),
+        ("adm\u{2060}in", 400, "invisible_character"),
+        ("\u{FEFF}admin", 400, "invisible_character"),
+        ("admin\u{202E}", 400, "invisible_character"),
+    ] {
+        let response = enroll(&token, username, "New Person").await.expect("enroll");
+        let body = expect_error(response, status, code).await;
+        if code == "invisible_character" {
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("U+"), "the sentence names the character: {message}");
+        }
+    }
+    for display_name in
+        ["Admin\u{200B}", "Ad\u{2060}min", "\u{FEFF}Admin", "\u{3164}", "evil\u{202E}gnp.exe", "a\u{2066}b\u{2069}"]
+    {
+        let response = enroll(&token, &unique("person"), display_name).await.expect("enroll");
+        expect_error(response, 400, "invisible_character").await;
+    }
+    // The invitation survived every refusal; emoji sequences are no invisible characters.
+    let ok = enroll(&token, "carol", "Carol \u{1F3F3}\u{FE0F}\u{200D}\u{1F308}").await.expect("enroll");
+    assert_eq!(ok.status(), 201, "{}", ok.text().await.unwrap_or_default());
+}
+
 async fn futures_join_all<F: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static>(
     futures: impl Iterator<Item = F>,
 ) -> Vec<u16> {

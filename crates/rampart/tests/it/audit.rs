@@ -55,6 +55,9 @@ async fn verify_names_the_first_bad_seq_for_each_kind_of_tampering() {
     assert!(String::from_utf8_lossy(&clean.stdout).contains("audit log intact"));
 
     let db = dirs.audit().join("audit.db");
+    // Verification opens the log read-only, so it no longer folds the WAL into the file as it
+    // closes: done here, so that the copy below is the whole log.
+    tamper(&db, &["PRAGMA wal_checkpoint(TRUNCATE)"]).await;
     let pristine = std::fs::read(&db).expect("read");
     assert!(
         !dirs.audit().join("audit.db-wal").exists()
@@ -142,4 +145,90 @@ async fn records_export_as_json_lines_and_syslog_and_the_export_is_audited() {
     assert_eq!(last["action"], "audit.export", "the exports were recorded");
     let bad = server.rampart(&["audit", "export", "--since", "yesterday"]);
     assert_eq!(bad.status.code(), Some(1));
+}
+
+/// `rampart audit <words>` run in `cwd`, with nothing else given.
+fn audit_in(cwd: &std::path::Path, words: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::support::BIN).arg("audit").args(words).current_dir(cwd).output().expect("run")
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue 16 item 13: run where no audit log is, verify, export and tail each fail (exit 1, one
+/// line naming the path they looked at) and create nothing: before, verify made an empty store
+/// and vouched for it ("audit log intact: 0 records", exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_commands_where_no_log_is_fail_naming_the_path_and_create_nothing() {
+    let empty = tempfile::tempdir().expect("dir");
+    let missing = empty.path().join("nowhere");
+    let missing_flag = missing.to_str().expect("utf8");
+    for words in [
+        vec!["verify"],
+        vec!["export"],
+        vec!["export", "--format", "syslog"],
+        vec!["tail"],
+        vec!["tail", "-n", "5"],
+        vec!["verify", "--audit-dir", missing_flag],
+        vec!["--audit-dir", missing_flag, "export"],
+        vec!["tail", "--audit-dir", missing_flag],
+    ] {
+        let output = audit_in(empty.path(), &words);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{words:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{words:?}: one line: {stderr}");
+        let looked_at = if words.contains(&"--audit-dir") {
+            missing.join("audit.db")
+        } else {
+            empty.path().canonicalize().expect("canonical").join("rampart-audit").join("audit.db")
+        };
+        assert!(stderr.contains(&looked_at.display().to_string()), "{words:?} names {}: {stderr}", looked_at.display());
+        assert!(String::from_utf8_lossy(&output.stdout).is_empty(), "{words:?}: nothing vouched for");
+        assert_eq!(entries(empty.path()), Vec::<String>::new(), "{words:?} created nothing");
+    }
+}
+
+/// Issue 16 item 13: `--audit-dir` names the log for every subcommand, before or after it, from
+/// anywhere; and a signing key beside an empty log is a failure, not "intact: 0 records".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_dir_serves_every_subcommand_and_an_empty_log_beside_a_key_fails() {
+    let server = Server::start();
+    some_records(&server).await;
+    let dirs = server.stop();
+    let elsewhere = tempfile::tempdir().expect("dir");
+    let audit_dir = dirs.audit();
+    let audit_dir = audit_dir.to_str().expect("utf8");
+    let keys = dirs.keys();
+    let keys = keys.to_str().expect("utf8");
+    let verified = audit_in(elsewhere.path(), &["verify", "--audit-dir", audit_dir, "--key-dir", keys]);
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("audit log intact: "));
+    let exported = audit_in(elsewhere.path(), &["--audit-dir", audit_dir, "export"]);
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    assert!(String::from_utf8_lossy(&exported.stdout).lines().count() >= 5);
+    let tail = audit_in(elsewhere.path(), &["tail", "-n", "1", "--audit-dir", audit_dir]);
+    assert!(tail.status.success(), "{}", String::from_utf8_lossy(&tail.stderr));
+    let last: Value = serde_json::from_str(String::from_utf8_lossy(&tail.stdout).trim()).expect("one line");
+    assert_eq!(last["action"], "audit.export", "the export was recorded in the log it named");
+    // Verifying needs the key that signed the checkpoints: without it, a failure naming where it
+    // was looked for, and no key made there.
+    let keyless = audit_in(elsewhere.path(), &["verify", "--audit-dir", audit_dir]);
+    let stderr = String::from_utf8_lossy(&keyless.stderr);
+    assert_eq!(keyless.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("audit-signing.key"), "{stderr}");
+    assert_eq!(entries(elsewhere.path()), Vec::<String>::new(), "nothing created where it ran");
+    // Every record and checkpoint gone, the key still there: not a pass.
+    tamper(&dirs.audit().join("audit.db"), &["DELETE FROM audit_log", "DELETE FROM audit_checkpoints"]).await;
+    let emptied = audit_in(elsewhere.path(), &["verify", "--audit-dir", audit_dir, "--key-dir", keys]);
+    let stderr = String::from_utf8_lossy(&emptied.stderr);
+    assert_eq!(emptied.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("empty") && stderr.contains("signing key"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(String::from_utf8_lossy(&emptied.stdout).is_empty());
 }

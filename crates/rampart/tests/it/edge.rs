@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{client_trusting, expect_error, free_port, Dirs, Server};
+use crate::support::{client_trusting, curl, expect_error, free_port, python_post, rustls_client, Dirs, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_and_unknown_field_bodies_get_clear_json_errors() {
@@ -228,4 +228,93 @@ async fn json_logs_carry_the_request_id_of_each_request() {
         lines.iter().any(|l| l.to_string().contains(&request_id) && l["fields"]["message"] == "request finished"),
         "the request's log line names its request id"
     );
+}
+
+/// An HTTPS client that speaks HTTP/1.1 only.
+fn http1_client(server: &Server) -> reqwest::Client {
+    let mut tls = rustls_client(&[server.ca_pem()], &[&rustls::version::TLS13]);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .http1_only()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// `data` as a body of unknown length, in 64 KiB pieces (chunked on HTTP/1.1).
+fn streamed(data: &[u8]) -> reqwest::Body {
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
+}
+
+/// Issue 16 item 12: a JSON body refused by size (or type) gets its JSON error delivered to real
+/// clients, over HTTP/1.1 and HTTP/2: before `100 Continue` when `Content-Length` already says too
+/// much, and when the limit is crossed while the body streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_refused_json_bodies_reach_curl_python_and_reqwest_over_both_protocols() {
+    let server = Server::start();
+    let url = server.url("/api/v1/auth/login");
+    let data = json!({ "username": "a", "password": "x".repeat(3 * 1024 * 1024) }).to_string().into_bytes();
+    let big = server.dirs.root.path().join("big.json");
+    std::fs::write(&big, &data).expect("write");
+    let at_big = format!("@{}", big.display());
+    let json_type = "content-type: application/json";
+
+    let waited = curl(
+        &server,
+        &["--http1.1", "-H", "Expect: 100-continue", "-H", json_type, "--data-binary", &at_big, &url],
+        None,
+    );
+    waited.expect_error(413, "payload_too_large", "curl HTTP/1.1, Expect, Content-Length");
+    assert!(!waited.trace.contains("100 Continue"), "refused before 100 Continue:\n{}", waited.trace);
+    let h2 = curl(&server, &["--http2", "-H", json_type, "--data-binary", &at_big, &url], None);
+    h2.expect_error(413, "payload_too_large", "curl HTTP/2, Content-Length");
+    assert!(h2.trace.contains("HTTP/2 413"), "{}", h2.trace);
+    let chunked = curl(
+        &server,
+        &["--http1.1", "-H", json_type, "-H", "Transfer-Encoding: chunked", "--data-binary", &at_big, &url],
+        None,
+    );
+    chunked.expect_error(413, "payload_too_large", "curl HTTP/1.1, chunked");
+    let h2_streamed = curl(&server, &["--http2", "-H", json_type, "-X", "POST", "-T", "-", &url], Some(&big));
+    h2_streamed.expect_error(413, "payload_too_large", "curl HTTP/2, no length");
+    // Refused by type, the body never read: 415 arrives all the same.
+    let typed =
+        curl(&server, &["--http2", "-H", "content-type: text/plain", "-X", "POST", "-T", "-", &url], Some(&big));
+    typed.expect_error(415, "unsupported_media_type", "curl HTTP/2, wrong type");
+    let typed = curl(
+        &server,
+        &[
+            "--http1.1",
+            "-H",
+            "content-type: text/plain",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &at_big,
+            &url,
+        ],
+        None,
+    );
+    typed.expect_error(415, "unsupported_media_type", "curl HTTP/1.1, wrong type");
+
+    for chunked in [false, true] {
+        if let Some(seen) = python_post(&server, "/api/v1/auth/login", "application/json", &big, chunked, "") {
+            seen.expect_error(413, "payload_too_large", &format!("Python http.client, chunked {chunked}"));
+        }
+    }
+
+    for (name, client) in [("HTTP/1.1", http1_client(&server)), ("HTTP/2", server.client())] {
+        let sized = client.post(&url).header("content-type", "application/json").body(data.clone()).send().await;
+        let sized = sized.unwrap_or_else(|e| panic!("reqwest {name}, Content-Length: {e}"));
+        assert_eq!(
+            sized.version(),
+            if name == "HTTP/2" { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 }
+        );
+        expect_error(sized, 413, "payload_too_large").await;
+        let streaming = client.post(&url).header("content-type", "application/json").body(streamed(&data)).send().await;
+        let streaming = streaming.unwrap_or_else(|e| panic!("reqwest {name}, streamed: {e}"));
+        expect_error(streaming, 413, "payload_too_large").await;
+    }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{expect_error, Dirs, Server, User};
+use crate::support::{curl, expect_error, python_post, rustls_client, Dirs, Server, User};
 
 const SENTINEL: &str = "WOMBAT-FILE-SENTINEL-8c2f1a";
 const NO_SCAN: &str = "[files]\nscanning = false\n";
@@ -38,6 +38,17 @@ fn form(name: &str, data: &[u8]) -> (String, Vec<u8>) {
 
 async fn upload(server: &Server, user: &User, channel: &str, name: &str, data: &[u8]) -> reqwest::Response {
     let (content_type, body) = form(name, data);
+    upload_body(server, user, channel, &content_type, body).await
+}
+
+/// POSTs `body` (a form of type `content_type`) to the channel's files.
+async fn upload_body(
+    server: &Server,
+    user: &User,
+    channel: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     server
         .client()
         .post(server.url(&format!("/api/v1/channels/{channel}/files")))
@@ -626,4 +637,161 @@ async fn a_real_clamd_refuses_eicar_and_without_it_uploads_fail_closed() {
     }
     let log = server.log_text();
     assert!(log.contains("malware scanner gave no verdict"), "the refusal is logged: {log}");
+}
+
+/// Issue 16 item 12: an upload refused by size gets its JSON 413 delivered to real clients over
+/// HTTP/1.1 and HTTP/2: before `100 Continue` when `Content-Length` already says too much, and
+/// when the file crosses the limit while it streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_refused_upload_reaches_curl_python_and_reqwest_over_both_protocols() {
+    let server = server_with("[files]\nscanning = false\nbytes_max = 1048576\n");
+    let alice = server.user("member").await;
+    let channel = server.channel(&alice, "public").await;
+    let url = server.url(&format!("/api/v1/channels/{channel}/files"));
+    let auth = format!("Authorization: Bearer {}", alice.token);
+    let root = server.dirs.root.path();
+    // 3 MiB: over the request limit by its length. 1.5 MiB: under it, but the file crosses the
+    // 1 MiB limit while it streams.
+    let (huge, over_by_length) = (root.join("huge.txt"), root.join("over.txt"));
+    std::fs::write(&huge, text_file(3 * 1024 * 1024)).expect("write");
+    std::fs::write(&over_by_length, text_file(3 * 1024 * 1024 / 2)).expect("write");
+
+    let field = |path: &Path| format!("file=@{};filename=big.txt;type=application/octet-stream", path.display());
+    let waited =
+        curl(&server, &["--http1.1", "-H", "Expect: 100-continue", "-H", &auth, "-F", &field(&huge), &url], None);
+    waited.expect_error(413, "payload_too_large", "curl HTTP/1.1, Expect, Content-Length");
+    assert!(!waited.trace.contains("100 Continue"), "refused before 100 Continue:\n{}", waited.trace);
+    curl(&server, &["--http2", "-H", &auth, "-F", &field(&huge), &url], None).expect_error(
+        413,
+        "payload_too_large",
+        "curl HTTP/2, Content-Length",
+    );
+    for protocol in ["--http1.1", "--http2"] {
+        let seen = curl(&server, &[protocol, "-H", &auth, "-F", &field(&over_by_length), &url], None);
+        seen.expect_error(413, "payload_too_large", &format!("curl {protocol}, crossing while streaming"));
+    }
+
+    let (content_type, body) = form("big.txt", &text_file(3 * 1024 * 1024 / 2));
+    let form_file = root.join("form.bin");
+    std::fs::write(&form_file, &body).expect("write");
+    let path = format!("/api/v1/channels/{channel}/files");
+    for chunked in [false, true] {
+        if let Some(seen) = python_post(&server, &path, &content_type, &form_file, chunked, &alice.token) {
+            seen.expect_error(413, "payload_too_large", &format!("Python http.client, chunked {chunked}"));
+        }
+    }
+
+    let mut tls = rustls_client(&[server.ca_pem()], &[&rustls::version::TLS13]);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let http1 = reqwest::Client::builder().use_preconfigured_tls(tls).http1_only().build().expect("client");
+    for (name, client) in [("HTTP/1.1", http1), ("HTTP/2", server.client())] {
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+        let streaming = client
+            .post(&url)
+            .headers(alice.bearer())
+            .header("content-type", &content_type)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(pieces)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("reqwest {name}, streamed: {e}"));
+        expect_error(streaming, 413, "payload_too_large").await;
+    }
+}
+
+/// A multipart body that sends the form's head, then `piece` every `every`, and never ends.
+fn trickle(piece: Vec<u8>, every: Duration) -> reqwest::Body {
+    let (_, body) = form("slow.txt", b"");
+    let head_len = body.len() - "\r\n--rampart-test-boundary-5f9e--\r\n".len();
+    let head: Result<Vec<u8>, std::io::Error> = Ok(body[..head_len].to_vec());
+    let rest = futures_util::stream::unfold(piece, move |piece| async move {
+        tokio::time::sleep(every).await;
+        Some((Ok(piece.clone()), piece))
+    });
+    reqwest::Body::wrap_stream(futures_util::StreamExt::chain(futures_util::stream::iter([head]), rest))
+}
+
+/// The content type of `trickle`'s form.
+fn trickle_type() -> String {
+    form("x.txt", b"").0
+}
+
+/// Issue 16 item 7: one member's trickling uploads take their own places only (429 with
+/// `Retry-After` past the per-user cap), so another member still uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_one_members_trickling_uploads_do_not_block_anothers() {
+    let server = server_with(
+        "[files]\nscanning = false\nuploads_at_once_max = 2\nuploads_per_user_at_once_max = 1\n\
+         upload_rate_min_bytes_per_sec = 0\n",
+    );
+    let alice = server.user("member").await;
+    let bob = server.user("member").await;
+    let channel = server.channel(&alice, "public").await;
+    let join = server.post_json(&bob, &format!("/api/v1/channels/{channel}/join"), json!({})).await;
+    assert_eq!(join.status(), 204);
+    let slow = || trickle(b"x".to_vec(), Duration::from_secs(29));
+    let first = {
+        let (server_url, token, channel) = (server.url(""), alice.bearer(), channel.clone());
+        let client = server.client();
+        let (content_type, _) = form("x.txt", b"");
+        tokio::spawn(async move {
+            client
+                .post(format!("{server_url}/api/v1/channels/{channel}/files"))
+                .headers(token)
+                .header("content-type", content_type)
+                .body(slow())
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let second = upload_body(&server, &alice, &channel, &trickle_type(), slow()).await;
+    assert_eq!(header(&second, "retry-after"), "5");
+    let body = expect_error(second, 429, "too_many_requests").await;
+    assert!(body["error"]["message"].as_str().expect("message").contains("1 uploads in progress"), "{body}");
+    let bobs = upload(&server, &bob, &channel, "bob.txt", b"hello from bob\n").await;
+    assert_eq!(bobs.status(), 201, "{}", bobs.text().await.unwrap_or_default());
+    first.abort();
+}
+
+/// Issue 16 item 7: an upload slower than the minimum rate (after its grace window) is cut off
+/// with 408 and its JSON error delivered, over HTTP/2 and HTTP/1.1; an honest upload at a
+/// modest, steady rate is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_trickling_upload_is_cut_off_with_its_error_delivered() {
+    let server =
+        server_with("[files]\nscanning = false\nupload_rate_min_bytes_per_sec = 1024\nupload_rate_window_ms = 1000\n");
+    let alice = server.user("member").await;
+    let channel = server.channel(&alice, "public").await;
+    let started = Instant::now();
+    let every = Duration::from_millis(200);
+    let cut = upload_body(&server, &alice, &channel, &trickle_type(), trickle(b"x".to_vec(), every)).await;
+    let body = expect_error(cut, 408, "request_timeout").await;
+    assert!(body["error"]["message"].as_str().expect("message").contains("1024 bytes per second"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+
+    let mut tls = rustls_client(&[server.ca_pem()], &[&rustls::version::TLS13]);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let http1 = reqwest::Client::builder().use_preconfigured_tls(tls).http1_only().build().expect("client");
+    let (content_type, _) = form("x.txt", b"");
+    let cut = http1
+        .post(server.url(&format!("/api/v1/channels/{channel}/files")))
+        .headers(alice.bearer())
+        .header("content-type", content_type)
+        .body(trickle(b"x".to_vec(), Duration::from_millis(200)))
+        .send()
+        .await
+        .expect("an answer over HTTP/1.1");
+    expect_error(cut, 408, "request_timeout").await;
+
+    // 512 bytes every 250 ms (2 KiB/s, twice the minimum) for over 3 s, then the end: slow, but
+    // honest.
+    let data = text_file(6 * 1024);
+    let (content_type, body) = form("steady.txt", &data);
+    let pieces: Vec<Vec<u8>> = body.chunks(512).map(<[u8]>::to_vec).collect();
+    let steady = futures_util::stream::unfold(pieces.into_iter(), |mut pieces| async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        pieces.next().map(|piece| (Ok::<_, std::io::Error>(piece), pieces))
+    });
+    let response = upload_body(&server, &alice, &channel, &content_type, reqwest::Body::wrap_stream(steady)).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
 }

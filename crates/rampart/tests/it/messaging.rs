@@ -137,8 +137,56 @@ async fn bodies_are_validated_exactly_as_the_api_says() {
     expect_error(bad_name, 400, "invalid_input").await;
     let dup =
         server.get_json(&alice, &format!("/api/v1/channels/{channel}")).await.json::<Value>().await.expect("json");
-    let taken = server.post_json(&alice, "/api/v1/channels", json!({ "name": dup["name"], "kind": "private" })).await;
+    let taken = server.post_json(&alice, "/api/v1/channels", json!({ "name": dup["name"], "kind": "public" })).await;
     expect_error(taken, 409, "conflict").await;
+}
+
+/// Issue 16 item 3: a private channel's name is not probed by a collision. An outsider who creates
+/// or renames a channel to the name of a private channel they cannot see gets what a free name
+/// gets; a public name, which everyone can see, still collides (409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_private_channels_name_answers_as_a_free_name_would() {
+    let server = Server::start();
+    let insider = server.user("member").await;
+    let outsider = server.user("member").await;
+    let name_of = |id: String| {
+        let server = &server;
+        let insider = &insider;
+        async move {
+            let channel: Value =
+                server.get_json(insider, &format!("/api/v1/channels/{id}")).await.json().await.expect("json");
+            channel["name"].clone()
+        }
+    };
+    let rename = |id: String, name: Value| {
+        let request = server.client().patch(server.url(&format!("/api/v1/channels/{id}"))).headers(outsider.bearer());
+        async move { request.json(&json!({ "name": name })).send().await.expect("patch") }
+    };
+    let hidden = server.channel(&insider, "private").await;
+    let hidden_name = name_of(hidden.clone()).await;
+    let free_name = json!(crate::support::unique("free"));
+    for (kind, name) in [("public", &hidden_name), ("private", &hidden_name), ("public", &free_name)] {
+        let created = server.post_json(&outsider, "/api/v1/channels", json!({ "name": name, "kind": kind })).await;
+        let status = created.status();
+        let body: Value = created.json().await.expect("json");
+        assert_eq!(status, 201, "{kind} {name}: {body}");
+        assert_eq!(body["name"], *name);
+        assert_ne!(body["id"], hidden.as_str());
+    }
+    // Renaming: to another hidden channel's name, as to a free one.
+    let hidden_name_too = name_of(server.channel(&insider, "private").await).await;
+    for kind in ["private", "public"] {
+        let renamed = rename(server.channel(&outsider, kind).await, hidden_name_too.clone()).await;
+        assert_eq!(renamed.status(), 200, "{kind}: {}", renamed.text().await.unwrap_or_default());
+    }
+    // The insider's channel is untouched and still answers by its id.
+    assert_eq!(name_of(hidden).await, hidden_name);
+    // A public name collides, for creation and for renaming, as before.
+    let public_name = name_of(server.channel(&insider, "public").await).await;
+    let clash = server.post_json(&outsider, "/api/v1/channels", json!({ "name": public_name, "kind": "public" })).await;
+    expect_error(clash, 409, "conflict").await;
+    let rename_clash = rename(server.channel(&outsider, "public").await, public_name).await;
+    expect_error(rename_clash, 409, "conflict").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -197,3 +197,46 @@ async fn serve_runs_only_as_the_least_privileged_app_role() {
     let actions = audit_actions(&url, &schema).await;
     assert!(actions.iter().any(|a| a == "db.privilege_check_overridden"), "{actions:?}");
 }
+
+/// Issue 16 item 13 on PostgreSQL: `rampart audit` runs no migration, even with a migrator's URL
+/// at hand, so a schema without an audit log is an error naming it and stays absent; a real one
+/// is verified and read by the auditor role, which may only read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_commands_never_migrate_and_read_as_the_auditor() {
+    let Some(url) = server_url() else { return };
+    let dirs = Arc::new(Dirs::new());
+    let provisioned = provision(&url, &dirs);
+    let missing = format!("{}_missing", provisioned.schema);
+    let _cleanup = Cleanup { url: url.clone(), schema: missing.clone() };
+    let superuser = secret_file(&dirs, "super-url", &url);
+    let config = dirs.config(&format!(
+        "database_url = \"{superuser}\"\n[database]\nschema = \"{missing}\"\nmigrator_url = \"{superuser}\"\n"
+    ));
+    for words in [["audit", "verify"], ["audit", "export"], ["audit", "tail"]] {
+        let output = crate::support::deployment_command(&dirs, &config, &words).output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{words:?}: {stderr}");
+        assert!(stderr.contains(&format!("no audit log in schema {missing}")), "{words:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{words:?}: {stderr}");
+    }
+    let mut admin = PgConnection::connect(&url).await.expect("connect");
+    let made: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(&missing)
+        .fetch_one(&mut admin)
+        .await
+        .expect("schema");
+    admin.close().await.expect("close");
+    assert!(!made, "no migration ran: schema {missing} was not created");
+
+    let server = Server::start_with(Arc::clone(&dirs), &provisioned.serve_config(&dirs), &[]);
+    let dirs = server.stop();
+    let auditor = secret_file(&dirs, "auditor-url", &provisioned.role_url("auditor"));
+    let schema = &provisioned.schema;
+    let config = dirs.config(&format!("database_url = \"{auditor}\"\n[database]\nschema = \"{schema}\"\n"));
+    let verified = crate::support::deployment_command(&dirs, &config, &["audit", "verify"]).output().expect("run");
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("audit log intact: "));
+    let tail = crate::support::deployment_command(&dirs, &config, &["audit", "tail", "-n", "1"]).output().expect("run");
+    assert!(tail.status.success(), "{}", String::from_utf8_lossy(&tail.stderr));
+    assert_eq!(String::from_utf8_lossy(&tail.stdout).lines().count(), 1);
+}

@@ -508,3 +508,95 @@ impl Server {
             .expect("VmRSS")
     }
 }
+
+/// What a real client (curl, Python) saw of an answer: its status (0 when none arrived), its
+/// body, and the client's own account of the exchange.
+#[derive(Debug)]
+pub struct Seen {
+    pub status: u16,
+    pub body: String,
+    pub trace: String,
+}
+
+impl Seen {
+    /// Asserts that the JSON error of API.md arrived with `status` and `code`.
+    pub fn expect_error(&self, status: u16, code: &str, what: &str) {
+        assert_eq!(self.status, status, "{what}: status; body {:?}; trace:\n{}", self.body, self.trace);
+        let body: Value =
+            serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("{what}: JSON body {:?}", self.body));
+        assert_eq!(body["error"]["code"], code, "{what}: {}", self.body);
+    }
+}
+
+/// Runs curl against the server with `args` (the URL among them), trusting its CA, with `stdin`
+/// as its standard input.
+pub fn curl(server: &Server, args: &[&str], stdin: Option<&std::path::Path>) -> Seen {
+    let out = server.dirs.root.path().join(unique("curl-out"));
+    let ca = server.dirs.keys().join("dev-ca.pem");
+    let mut command = Command::new("curl");
+    command.args(["-sS", "-v", "--max-time", "30", "-w", "%{http_code}", "-o"]).arg(&out).arg("--cacert").arg(&ca);
+    command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.stdin(match stdin {
+        Some(path) => Stdio::from(std::fs::File::open(path).expect("stdin file")),
+        None => Stdio::null(),
+    });
+    let output = command.output().expect("curl runs");
+    Seen {
+        status: String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0),
+        body: std::fs::read_to_string(&out).unwrap_or_default(),
+        trace: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Python's http.client over TLS: POSTs the file `body` to `path` with `content_type`, with a
+/// `Content-Length` or, `chunked`, in chunks, the whole body before reading the answer (as that
+/// client does), with `token` as its bearer token unless empty. `None` when there is no python3.
+pub fn python_post(
+    server: &Server,
+    path: &str,
+    content_type: &str,
+    body: &std::path::Path,
+    chunked: bool,
+    token: &str,
+) -> Option<Seen> {
+    const SCRIPT: &str = r#"
+import http.client, ssl, sys
+ca, port, path, content_type, body_file, chunked, token = sys.argv[1:8]
+context = ssl.create_default_context(cafile=ca)
+connection = http.client.HTTPSConnection("localhost", int(port), context=context, timeout=30)
+data = open(body_file, "rb").read()
+headers = {"Content-Type": content_type}
+if token:
+    headers["Authorization"] = "Bearer " + token
+if chunked == "1":
+    pieces = (data[i:i + 65536] for i in range(0, len(data), 65536))
+    connection.request("POST", path, body=pieces, headers=headers, encode_chunked=True)
+else:
+    connection.request("POST", path, body=data, headers=headers)
+response = connection.getresponse()
+sys.stdout.write(str(response.status) + "\n" + response.read().decode())
+"#;
+    let ca = server.dirs.keys().join("dev-ca.pem");
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(&ca)
+        .arg(server.port.to_string())
+        .arg(path)
+        .arg(content_type)
+        .arg(body)
+        .arg(if chunked { "1" } else { "0" })
+        .arg(token)
+        .output();
+    let Ok(output) = output else {
+        eprintln!("no python3: the Python client's part of this test is skipped");
+        return None;
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, body) = stdout.split_once('\n').unwrap_or(("0", ""));
+    Some(Seen {
+        status: status.trim().parse().unwrap_or(0),
+        body: body.to_owned(),
+        trace: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}

@@ -66,13 +66,25 @@ pub async fn list_users(State(state): State<AppState>, session: Session) -> Resu
     Ok(Json(users.iter().map(AdminUserView::from).collect()))
 }
 
+/// A patch: each field may be left out, never `null` (the OpenAPI document says neither is
+/// nullable; `"role": null` was once taken as "no change").
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     role: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     disabled: Option<bool>,
+}
+
+/// An optional field that, when given, must hold a value: `null` is a deserialization error (a
+/// JSON 400), and only a missing field is `None` (through `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 pub async fn update_user(

@@ -205,3 +205,24 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
     assert_eq!(denied["actor"], admin.id.as_str());
     assert!(audit.windows(2).all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
 }
+
+/// Issue 16 item 17: the OpenAPI document forbids `null` for `role` and `disabled` and an empty
+/// patch, so the server refuses both with a JSON 400 (`"role": null` used to be accepted as "no
+/// change").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_patch_with_null_or_nothing_is_refused() {
+    let server = Server::start();
+    let owner = server.user("owner").await;
+    let member = server.user("member").await;
+    for body in
+        [json!({ "role": null }), json!({ "disabled": null }), json!({ "role": null, "disabled": false }), json!({})]
+    {
+        let response = patch_user(&server, &owner, &member.id, body.clone()).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.expect("json error");
+        assert!(error["error"]["code"].as_str().is_some_and(|c| !c.is_empty()), "{body}: {error}");
+    }
+    let still: Value =
+        patch_user(&server, &owner, &member.id, json!({ "disabled": false })).await.json().await.expect("json");
+    assert_eq!(still["role"], "member", "nothing changed the role");
+}

@@ -1,6 +1,7 @@
 //! Accounts: login (with throttling and no user enumeration), enrollment by invitation, password
 //! change, the caller's own profile and the directory.
 
+use rampart_core::escape::escape_controls;
 use rampart_core::limits;
 use rampart_core::password_policy;
 use rampart_core::policy::{authorize, Action, Actor};
@@ -40,8 +41,11 @@ pub struct EnrollInput {
 }
 
 /// The throttle key of an account name as typed: folded and bounded, whether or not it exists.
+/// Control characters are written out (`\u{000a}`): the key becomes an alert's subject and an audit
+/// field, which reach log lines and syslog collectors that split on line feeds.
 fn account_key(username: &str) -> String {
-    username.to_lowercase().chars().take(limits::USERNAME_CHARS_MAX * 2).collect()
+    let bounded: String = username.to_lowercase().chars().take(limits::USERNAME_CHARS_MAX * 2).collect();
+    escape_controls(&bounded).into_owned()
 }
 
 impl App {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod channel;
 pub mod detect;
 pub mod error;
+pub mod escape;
 pub mod files;
 pub mod ids;
 pub mod limits;

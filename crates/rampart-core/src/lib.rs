@@ -13,6 +13,7 @@ pub mod ids;
 pub mod limits;
 pub mod password_policy;
 pub mod policy;
+pub mod refusals;
 pub mod role;
 pub mod search;
 pub mod throttle;

@@ -49,6 +49,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "files", include_str!("../../migrations/postgres/0004_files.sql")),
     (5, "audit", include_str!("../../migrations/postgres/0005_audit.sql")),
     (6, "rate limits", include_str!("../../migrations/postgres/0006_rate_limits.sql")),
+    (10, "audit lookup indexes", include_str!("../../migrations/postgres/0010_audit_indexes.sql")),
 ];
 
 /// Transaction-scoped advisory lock keys (`pg_advisory_xact_lock`), one per invariant that spans

@@ -22,4 +22,5 @@ mod search;
 mod support;
 mod tidy;
 mod tls;
+mod unauthenticated;
 mod web;

@@ -1,16 +1,18 @@
 //! Accounts: login (with throttling and no user enumeration), enrollment by invitation, password
 //! change, the caller's own profile and the directory.
 
+use rampart_core::escape::escape_controls;
 use rampart_core::limits;
 use rampart_core::password_policy;
 use rampart_core::policy::{authorize, Action, Actor};
-use rampart_core::throttle::{self, ThrottlePolicy, ThrottleScope};
+use rampart_core::throttle::{self, LoginGate, ThrottlePolicy, ThrottleScope};
 use rampart_core::validate::{check_password_length_for_login, DirectoryQuery, DisplayName, Username};
 use rampart_core::{Timestamp, UserId};
 use rampart_crypto::{ExposeSecret, SecretString, Token};
 use rampart_store::{EnrollOutcome, NewUser, UserRecord};
 use serde_json::json;
 
+use crate::edge::Refusal;
 use crate::sessions::NewSessionIssued;
 use crate::{new_id, now, App, AppCounters, AppError, Authenticated, Outcome, RequestMeta, SessionEnded};
 
@@ -40,20 +42,26 @@ pub struct EnrollInput {
 }
 
 /// The throttle key of an account name as typed: folded and bounded, whether or not it exists.
+/// Control characters are written out (`\u{000a}`): the key becomes an alert's subject and an audit
+/// field, which reach log lines and syslog collectors that split on line feeds.
 fn account_key(username: &str) -> String {
-    username.to_lowercase().chars().take(limits::USERNAME_CHARS_MAX * 2).collect()
+    let bounded: String = username.to_lowercase().chars().take(limits::USERNAME_CHARS_MAX * 2).collect();
+    escape_controls(&bounded).into_owned()
 }
 
 impl App {
     /// Signs in. Unknown user, wrong password and disabled account all give `InvalidCredentials`
     /// after the same work (one Argon2id verification), so the answer tells nothing about which.
     pub async fn login(&self, input: LoginInput, meta: &RequestMeta) -> Result<LoginOutcome, AppError> {
+        self.spend_address_budget(meta, "auth.login").await?;
         if let Some(previous) = &input.replaces {
             self.end_presented_session(previous).await?;
         }
         check_password_length_for_login(input.password.expose_secret())?;
         let key = account_key(&input.username);
-        self.check_throttle(&key, meta, "auth.login").await?;
+        let client = self.client_key(meta);
+        let here = throttle::account_from_client_key(&client, &key);
+        self.check_login_gate(&key, &client, &here, meta).await?;
 
         let user = match Username::parse(&input.username) {
             Ok(name) => self.inner.store.user_by_username(name.as_str()).await?,
@@ -65,17 +73,26 @@ impl App {
             Some(user) if matches && !user.disabled => user,
             _ => {
                 AppCounters::bump(&self.inner.counters.login_failures);
-                self.record_failure(&key, meta).await?;
+                self.record_failure(&key, Some(&here), meta).await?;
                 let target = user.as_ref().map(|u| u.id.as_str().to_owned());
                 let details = json!({ "username": key, "reason": "invalid_credentials" });
-                self.audit("anonymous", "auth.login", target.as_deref(), Some(meta), Outcome::Failure, details).await?;
-                self.detect_login_failure(&meta.ip, &key).await?;
+                let refusal = Refusal {
+                    action: "auth.login",
+                    target: target.as_deref(),
+                    outcome: Outcome::Failure,
+                    reason: "invalid_credentials",
+                    name: &key,
+                    details,
+                };
+                self.audit_refusal(refusal, meta).await?;
+                self.detect_login_failure(&client, &key).await?;
                 return Err(AppError::InvalidCredentials);
             }
         };
         let _ = input.totp; // MFA enrollment is not offered yet, so no account requires a code.
 
         self.inner.store.throttle_clear(ThrottleScope::Account, &key).await?;
+        self.inner.store.throttle_clear(ThrottleScope::Ip, &here).await?;
         let at = now();
         let session = self.open_session(&user.id, meta, at).await?;
         self.inner.store.record_login(&user.id, at).await?;
@@ -108,35 +125,81 @@ impl App {
         Ok(())
     }
 
-    /// Refuses with `Throttled` while the account name or the client IP must wait.
+    /// Refuses a login with `Throttled` before its password is looked at, as
+    /// `throttle::login_gate` decides: by the client's network, its failures on this account,
+    /// and the account's backoff only where this network has failed on it.
+    async fn check_login_gate(
+        &self,
+        account: &str,
+        client: &str,
+        here: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let at = now();
+        let store = &self.inner.store;
+        let by_client = store.throttle_state(ThrottleScope::Ip, client).await?;
+        let by_account = store.throttle_state(ThrottleScope::Account, account).await?;
+        let by_here = store.throttle_state(ThrottleScope::Ip, here).await?;
+        let gate = throttle::login_gate(
+            by_client.as_ref(),
+            by_account.as_ref(),
+            by_here.as_ref(),
+            at,
+            &self.inner.config.account_throttle,
+        );
+        match gate {
+            LoginGate::Open => Ok(()),
+            LoginGate::Wait(wait_ms) => self.refuse_throttled(account, wait_ms, meta, "auth.login").await,
+        }
+    }
+
+    /// Refuses with `Throttled` while the account name or the client's network must wait.
     async fn check_throttle(&self, account: &str, meta: &RequestMeta, action: &str) -> Result<(), AppError> {
         let at = now();
         let by_account = self.inner.store.throttle_state(ThrottleScope::Account, account).await?;
-        let by_ip = self.inner.store.throttle_state(ThrottleScope::Ip, &meta.ip).await?;
+        let by_ip = self.inner.store.throttle_state(ThrottleScope::Ip, &self.client_key(meta)).await?;
         let wait = [throttle::wait_ms(by_account.as_ref(), at), throttle::wait_ms(by_ip.as_ref(), at)]
             .into_iter()
             .flatten()
             .max();
-        if let Some(wait_ms) = wait {
-            AppCounters::bump(&self.inner.counters.login_throttled);
-            let details = json!({ "username": account, "reason": "throttled", "wait_ms": wait_ms });
-            self.audit("anonymous", action, None, Some(meta), Outcome::Denied, details).await?;
-            if action == "auth.login" {
-                self.detect_login_failure(&meta.ip, account).await?;
-            }
-            return Err(AppError::Throttled { retry_after_secs: throttle::retry_after_secs(wait_ms) });
+        match wait {
+            Some(wait_ms) => self.refuse_throttled(account, wait_ms, meta, action).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    async fn record_failure(&self, account: &str, meta: &RequestMeta) -> Result<(), AppError> {
+    async fn refuse_throttled(
+        &self,
+        account: &str,
+        wait_ms: i64,
+        meta: &RequestMeta,
+        action: &str,
+    ) -> Result<(), AppError> {
+        AppCounters::bump(&self.inner.counters.login_throttled);
+        let details = json!({ "username": account, "reason": "throttled", "wait_ms": wait_ms });
+        let refusal =
+            Refusal { action, target: None, outcome: Outcome::Denied, reason: "throttled", name: account, details };
+        self.audit_refusal(refusal, meta).await?;
+        if action == "auth.login" {
+            self.detect_login_failure(&self.client_key(meta), account).await?;
+        }
+        Err(AppError::Throttled { retry_after_secs: throttle::retry_after_secs(wait_ms) })
+    }
+
+    /// Counts a failure against the account name, the client's network and (for a login) this
+    /// network's failures on the account (`here`).
+    async fn record_failure(&self, account: &str, here: Option<&str>, meta: &RequestMeta) -> Result<(), AppError> {
         let at = now();
         let account_policy: ThrottlePolicy = self.inner.config.account_throttle;
         let ip_policy: ThrottlePolicy = self.inner.config.ip_throttle;
         let account_step = move |previous| throttle::after_failure(previous, at, &account_policy);
         let ip_step = move |previous| throttle::after_failure(previous, at, &ip_policy);
-        let by_account = self.inner.store.throttle_failure(ThrottleScope::Account, account, &account_step).await?;
-        self.inner.store.throttle_failure(ThrottleScope::Ip, &meta.ip, &ip_step).await?;
+        let store = &self.inner.store;
+        let by_account = store.throttle_failure(ThrottleScope::Account, account, &account_step).await?;
+        store.throttle_failure(ThrottleScope::Ip, &self.client_key(meta), &ip_step).await?;
+        if let Some(here) = here {
+            store.throttle_failure(ThrottleScope::Ip, here, &account_step).await?;
+        }
         if by_account.failures == account_policy.lock_failures {
             let details = json!({ "username": account, "failures": by_account.failures });
             self.audit("system", "auth.account.locked", None, Some(meta), Outcome::Success, details).await?;
@@ -146,7 +209,8 @@ impl App {
 
     /// Creates an account from a one-time invitation.
     pub async fn enroll(&self, input: EnrollInput, meta: &RequestMeta) -> Result<UserRecord, AppError> {
-        let ip_key = format!("enroll:{}", meta.ip);
+        self.spend_address_budget(meta, "auth.enroll").await?;
+        let ip_key = format!("enroll:{}", self.client_key(meta));
         self.check_throttle(&ip_key, meta, "auth.enroll").await?;
         let username = Username::parse(&input.username)?;
         let display_name = DisplayName::parse(&input.display_name)?;
@@ -159,16 +223,16 @@ impl App {
             None => false,
         };
         let Some(token_hash) = token_hash.filter(|_| open) else {
-            self.record_failure(&ip_key, meta).await?;
-            self.audit(
-                "anonymous",
-                "auth.enroll",
-                None,
-                Some(meta),
-                Outcome::Failure,
-                json!({ "reason": "invalid_invitation" }),
-            )
-            .await?;
+            self.record_failure(&ip_key, None, meta).await?;
+            let refusal = Refusal {
+                action: "auth.enroll",
+                target: None,
+                outcome: Outcome::Failure,
+                reason: "invalid_invitation",
+                name: "",
+                details: json!({ "reason": "invalid_invitation" }),
+            };
+            self.audit_refusal(refusal, meta).await?;
             return Err(AppError::InvalidInvitation);
         };
         let password_hash = self.inner.hashes.hash(input.password).await?;
@@ -212,7 +276,7 @@ impl App {
         let stored = self.inner.store.user_by_id(&auth.user.id).await?.map(|user| user.password_hash);
         let matches = self.inner.hashes.verify(current, stored).await?;
         if !matches {
-            self.record_failure(&key, meta).await?;
+            self.record_failure(&key, None, meta).await?;
             let details = json!({ "reason": "invalid_current_password" });
             self.audit(auth.user.id.as_str(), "auth.password.change", None, Some(meta), Outcome::Failure, details)
                 .await?;

@@ -18,6 +18,9 @@ pub enum AppError {
     InvalidCredentials,
     #[error("throttled")]
     Throttled { retry_after_secs: u64 },
+    /// The client's address spent its budget of unauthenticated requests.
+    #[error("address budget spent")]
+    AddressBudget { retry_after_secs: u64 },
     #[error("send rate limit")]
     RateLimited { retry_after_secs: u64 },
     #[error("conflict")]
@@ -74,9 +77,10 @@ impl AppError {
             AppError::Invalid(field) => field.code,
             AppError::WeakPassword(_) => ErrorCode::WeakPassword,
             AppError::InvalidCredentials => ErrorCode::InvalidCredentials,
-            AppError::Throttled { .. } | AppError::Busy { .. } | AppError::RateLimited { .. } => {
-                ErrorCode::TooManyRequests
-            }
+            AppError::Throttled { .. }
+            | AppError::AddressBudget { .. }
+            | AppError::Busy { .. }
+            | AppError::RateLimited { .. } => ErrorCode::TooManyRequests,
             AppError::Conflict(_) => ErrorCode::Conflict,
             AppError::Unauthenticated => ErrorCode::Unauthenticated,
             AppError::Forbidden => ErrorCode::Forbidden,
@@ -102,6 +106,9 @@ impl AppError {
             AppError::Invalid(field) => field.message.clone(),
             AppError::WeakPassword(problem) => problem.message(),
             AppError::Throttled { .. } => "Too many failed sign-in attempts; wait before trying again.".to_owned(),
+            AppError::AddressBudget { .. } => {
+                "Too many requests from your address; wait before trying again.".to_owned()
+            }
             AppError::Busy { .. } => "The server is busy signing people in; try again in a moment.".to_owned(),
             AppError::UsernameTaken => "That username is taken.".to_owned(),
             AppError::RateLimited { .. } => "You are sending messages too fast; slow down.".to_owned(),
@@ -126,6 +133,7 @@ impl AppError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             AppError::Throttled { retry_after_secs }
+            | AppError::AddressBudget { retry_after_secs }
             | AppError::Busy { retry_after_secs }
             | AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             AppError::UploadsBusy | AppError::UserUploadsBusy { .. } | AppError::ScanUnavailable(_) => {

@@ -11,6 +11,7 @@ mod audit;
 mod audit_log;
 mod auth_cache;
 mod counters;
+mod edge;
 mod error;
 mod files;
 mod forwarding;
@@ -79,6 +80,11 @@ pub struct AppConfig {
     pub audit: AuditPolicy,
     pub detectors: rampart_core::detect::DetectorPolicy,
     pub files: FilePolicy,
+    /// Per-address limits key an IPv6 client on this many leading bits.
+    pub ipv6_prefix_len: u8,
+    /// Requests one client address may make to the endpoints that need no session.
+    pub unauthenticated_burst: u32,
+    pub unauthenticated_per_minute: u32,
 }
 
 impl Default for AppConfig {
@@ -100,6 +106,9 @@ impl Default for AppConfig {
             audit: AuditPolicy::default(),
             detectors: rampart_core::detect::DetectorPolicy::default(),
             files: FilePolicy::default(),
+            ipv6_prefix_len: limits::IPV6_PREFIX_LEN,
+            unauthenticated_burst: limits::UNAUTHENTICATED_BURST,
+            unauthenticated_per_minute: limits::UNAUTHENTICATED_PER_MINUTE,
         }
     }
 }
@@ -139,6 +148,8 @@ struct Inner {
     session_events: broadcast::Sender<SessionEnded>,
     sink: Arc<dyn EventSink>,
     send_limiter: SendLimiter,
+    address_limiter: edge::AddressLimiter,
+    refusals: edge::Refusals,
     auth_cache: auth_cache::AuthCache,
     counters: AppCounters,
     alerts: alerts::AlertState,
@@ -173,6 +184,16 @@ impl App {
         let burst = NonZeroU32::new(config.send_burst)
             .ok_or_else(|| AppError::Internal("send burst must be positive".into()))?;
         let send_limiter = governor::RateLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst));
+        let per_minute = NonZeroU32::new(config.unauthenticated_per_minute)
+            .ok_or_else(|| AppError::Internal("the unauthenticated request rate must be positive".into()))?;
+        let address_burst = NonZeroU32::new(config.unauthenticated_burst)
+            .ok_or_else(|| AppError::Internal("the unauthenticated request burst must be positive".into()))?;
+        let address_limiter =
+            governor::RateLimiter::dashmap(governor::Quota::per_minute(per_minute).allow_burst(address_burst));
+        let refusals = std::sync::Mutex::new(rampart_core::refusals::RefusalWindows::new(
+            limits::AUDIT_REFUSAL_WINDOW_MS,
+            limits::AUDIT_REFUSAL_KEYS_MAX,
+        ));
         let auth_cache = auth_cache::AuthCache::default();
         let audit_keys = audit::AuditKeys { signer: audit_signer, state: Default::default() };
         let counters = AppCounters::default();
@@ -188,6 +209,8 @@ impl App {
             session_events,
             sink,
             send_limiter,
+            address_limiter,
+            refusals,
             auth_cache,
             counters,
             alerts,

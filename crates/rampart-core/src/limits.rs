@@ -170,6 +170,18 @@ pub const LOGIN_IP_LOCK_FAILURES: u32 = 100;
 pub const LOGIN_LOCK_MS: i64 = 15 * 60 * 1000;
 /// Failures older than this (counted from the last one) are forgotten.
 pub const LOGIN_FAILURE_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Per-address limits key an IPv6 client on its first this-many bits (one customer's /64 is one
+/// address); IPv4, and IPv4-mapped IPv6, on the whole address. `[limits] ipv6_prefix_len`.
+pub const IPV6_PREFIX_LEN: u8 = 64;
+/// The request budget of one client address (keyed as above) on the endpoints that need no
+/// session (login, enrollment): a burst, refilled at a steady rate. Past it: 429.
+pub const UNAUTHENTICATED_BURST: u32 = 60;
+pub const UNAUTHENTICATED_PER_MINUTE: u32 = 60;
+/// Repeated refusals of one kind (same action, reason, name and address) within this window are
+/// one audit record at once and one summary with their count when the window closes.
+pub const AUDIT_REFUSAL_WINDOW_MS: i64 = 60 * 1000;
+/// Refusal keys aggregated at once; past it, the pending summaries are written early.
+pub const AUDIT_REFUSAL_KEYS_MAX: usize = 10_000;
 
 // ----- password hashing -----
 

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "audit log", include_str!("../migrations/sqlite/audit_0001.sql")),
     (2, "audit chain", include_str!("../migrations/sqlite/audit_0002.sql")),
     (3, "audit forwarding cursor", include_str!("../migrations/sqlite/audit_0003.sql")),
+    (4, "audit lookup indexes", include_str!("../migrations/sqlite/audit_0004.sql")),
 ];
 /// Records read per query when verifying or chaining old records.
 const VERIFY_BATCH_MAX: i64 = 1_000;
@@ -414,6 +415,28 @@ mod tests {
             outcome: "success",
             details: "{}".to_owned(),
         }
+    }
+
+    /// Issue 16 item 5: the security events list and the new-IP check read through an index.
+    #[tokio::test]
+    async fn the_audit_lookups_use_an_index() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteAuditStore::open(&dir.path().join("audit.db")).await.expect("open");
+        let plan = |sql: &'static str| {
+            let pool = store.pool.clone();
+            async move {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(&pool).await.expect("plan");
+                rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+            }
+        };
+        let events = plan("SELECT seq FROM audit_log WHERE action = 'a' AND seq > 0 ORDER BY seq LIMIT 10").await;
+        assert!(events.contains("INDEX audit_log_by_action"), "{events}");
+        let new_ip = plan(
+            "SELECT EXISTS (SELECT 1 FROM audit_log WHERE action = 'a' AND actor = 'b' AND outcome = 'success' AND ip = 'c')",
+        )
+        .await;
+        assert!(new_ip.contains("INDEX audit_log_by_actor"), "{new_ip}");
     }
 
     #[tokio::test]

@@ -315,3 +315,23 @@ fn postgres_fills_legacy_username_skeletons_at_start_even_when_two_clash() {
         store.close().await;
     });
 }
+
+/// Issue 16 item 5: the new-IP check at an administrator's sign-in and the security events list
+/// read the audit log through an index, not by scanning every record.
+#[test]
+fn the_audit_lookups_have_their_indexes() {
+    in_fresh_schema(|schema, root| async move {
+        let store = open(&schema, &root, EpochPolicy::default()).await;
+        store.close().await;
+        let mut connection = PgConnection::connect(&schema.url).await.expect("connect");
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'audit_log' ORDER BY indexname",
+        )
+        .bind(schema.options.schema())
+        .fetch_all(&mut connection)
+        .await
+        .expect("indexes");
+        assert!(indexes.iter().any(|d| d.contains("(action, seq)")), "{indexes:?}");
+        assert!(indexes.iter().any(|d| d.contains("(action, actor, outcome, ip)")), "{indexes:?}");
+    });
+}

@@ -2,6 +2,7 @@
 //! (facility 13, "log audit"; the record's `seq` in structured data so a collector can dedupe).
 //! Used by `rampart audit export` and `tail`, and by forwarding to a SIEM.
 
+use rampart_core::escape::escape_controls;
 use rampart_store::AuditRow;
 
 use crate::http::wire::{rfc3339, AuditView};
@@ -23,8 +24,11 @@ pub fn jsonl(row: &AuditRow) -> String {
     serde_json::to_string(&AuditView::from(row)).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// Escapes a structured-data parameter value: `"`, `\` and `]` take a backslash (RFC 5424 §6.3.3).
+/// Escapes a structured-data parameter value: `"`, `\` and `]` take a backslash (RFC 5424 §6.3.3),
+/// and control characters (CR, LF and the rest) are written out as `\u{XXXX}`, never raw: a
+/// collector that splits on line feeds must see one message per record.
 fn sd_value(text: &str) -> String {
+    let text = escape_controls(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '"' | '\\' | ']') {
@@ -69,7 +73,7 @@ pub fn syslog(row: &AuditRow, hostname: &str) -> String {
         }
     }
     data.push(']');
-    let details: String = entry.details.chars().filter(|c| !c.is_control()).collect();
+    let details = escape_controls(&entry.details);
     format!(
         "<{priority}>1 {} {hostname} rampart - {} {data} {details}",
         rfc3339(entry.at),
@@ -116,6 +120,18 @@ mod tests {
     fn structured_data_values_are_escaped() {
         let message = syslog(&row("denied", Some("a\"b]c\\d")), "h");
         assert!(message.contains("target=\"a\\\"b\\]c\\\\d\""), "{message}");
+    }
+
+    /// Issue 16 item 6: a login name with a line feed (an alert's subject) must not forge a line.
+    #[test]
+    fn control_characters_never_reach_the_message_raw() {
+        let mut record = row("success", Some("bob\n<110>1 2027-01-01T00:00:00Z forged"));
+        record.entry.actor = "a\r\nb".to_owned();
+        record.entry.details = "{\"username\":\"x\u{2028}y\"}".to_owned();
+        let message = syslog(&record, "h");
+        assert!(!message.chars().any(rampart_core::escape::is_line_unsafe), "{message:?}");
+        assert_eq!(message.lines().count(), 1);
+        assert!(message.contains("target=\"bob\\\\u{000a}<110>1"), "{message}");
     }
 
     #[test]

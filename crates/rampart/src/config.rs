@@ -184,6 +184,9 @@ pub struct RawLimits {
     pub connections_per_ip_max: Option<u32>,
     pub connections_max: Option<u32>,
     pub shutdown_drain_ms: Option<u64>,
+    pub ipv6_prefix_len: Option<u8>,
+    pub unauthenticated_burst: Option<u32>,
+    pub unauthenticated_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +244,9 @@ pub struct EdgeLimits {
     pub connections_max: u32,
     /// How long a stopping node drains open requests and WebSocket goodbyes before it exits.
     pub shutdown_drain_ms: u64,
+    /// Per-address caps key an IPv6 client on this many leading bits (`connections_per_ip_max`,
+    /// login throttles, the unauthenticated budget).
+    pub ipv6_prefix_len: u8,
 }
 
 /// The validated configuration.
@@ -418,8 +424,24 @@ impl RawConfig {
                 100,
                 600_000,
             )?,
+            ipv6_prefix_len: ranged("limits.ipv6_prefix_len", l.ipv6_prefix_len, limits::IPV6_PREFIX_LEN, 32, 128)?,
         };
         let mut app = app_config(self.sessions, self.login, self.password_hash)?;
+        app.ipv6_prefix_len = limits.ipv6_prefix_len;
+        app.unauthenticated_burst = ranged(
+            "limits.unauthenticated_burst",
+            l.unauthenticated_burst,
+            limits::UNAUTHENTICATED_BURST,
+            1,
+            1_000_000,
+        )?;
+        app.unauthenticated_per_minute = ranged(
+            "limits.unauthenticated_per_minute",
+            l.unauthenticated_per_minute,
+            limits::UNAUTHENTICATED_PER_MINUTE,
+            1,
+            1_000_000,
+        )?;
         app.send_rate_per_sec = ranged(
             "messages.send_rate_per_sec",
             self.messages.send_rate_per_sec,

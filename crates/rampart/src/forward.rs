@@ -417,6 +417,31 @@ mod tests {
         messages
     }
 
+    /// Issue 16 item 6: a collector that splits on LF instead of counting octets still sees one
+    /// message per record when a login name carried a line feed.
+    #[test]
+    fn a_line_feed_in_a_record_is_not_forwarded_raw() {
+        let entry = rampart_store::AuditEntry {
+            at: rampart_core::Timestamp(1_800_000_000_000),
+            actor: "system".to_owned(),
+            action: "security.alert".to_owned(),
+            target: Some("cfo\n<110>1 2027-01-01T00:00:00Z h rampart - x - forged".to_owned()),
+            ip: None,
+            user_agent: None,
+            outcome: "success",
+            details: "{\"kind\":\"distributed_guessing\"}".to_owned(),
+        };
+        let rows =
+            [rampart_store::AuditRow { seq: 7, entry: entry.clone() }, rampart_store::AuditRow { seq: 8, entry }];
+        let mut out = Vec::new();
+        for row in &rows {
+            frame(&audit_format::syslog(row, "h"), &mut out);
+            out.push(b'\n');
+        }
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), rows.len(), "{}", String::from_utf8_lossy(&out));
+        assert!(!out.contains(&b'\r'));
+    }
+
     #[test]
     fn frames_count_octets_not_characters() {
         let mut out = Vec::new();

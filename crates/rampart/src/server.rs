@@ -25,12 +25,14 @@ use crate::config::EdgeLimits;
 use crate::prefixed::Prefixed;
 use crate::proxy::{ConnectionClient, ProxyConfig};
 
-/// Counts open connections per client IP and in all.
+/// Counts open connections per client network (an IPv4 address, an IPv6 prefix:
+/// `throttle::client_network`) and in all.
 #[derive(Debug)]
 pub struct ConnectionLimiter {
     open: Mutex<OpenConnections>,
     per_ip_max: u32,
     total_max: u32,
+    ipv6_prefix_len: u8,
 }
 
 #[derive(Debug, Default)]
@@ -48,12 +50,14 @@ pub struct ConnectionSlot {
 }
 
 impl ConnectionLimiter {
-    pub fn new(per_ip_max: u32, total_max: u32) -> Arc<Self> {
-        Arc::new(Self { open: Mutex::new(OpenConnections::default()), per_ip_max, total_max })
+    pub fn new(per_ip_max: u32, total_max: u32, ipv6_prefix_len: u8) -> Arc<Self> {
+        Arc::new(Self { open: Mutex::new(OpenConnections::default()), per_ip_max, total_max, ipv6_prefix_len })
     }
 
-    /// A place for a connection from `ip`, or `None` when its cap or the total cap is reached.
+    /// A place for a connection from `ip`, or `None` when its network's cap or the total cap is
+    /// reached.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let ip = rampart_core::throttle::client_network(ip, self.ipv6_prefix_len);
         let mut open = self.open.lock().ok()?;
         let mine = open.per_ip.get(&ip).copied().unwrap_or(0);
         if mine >= self.per_ip_max || open.total >= self.total_max {
@@ -314,7 +318,7 @@ mod tests {
 
     #[test]
     fn limiter_caps_per_ip_and_in_all_and_frees_on_drop() {
-        let limiter = ConnectionLimiter::new(2, 3);
+        let limiter = ConnectionLimiter::new(2, 3, 64);
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
         let b: IpAddr = "192.0.2.2".parse().expect("ip");
         let first = limiter.try_acquire(a).expect("first");
@@ -325,5 +329,21 @@ mod tests {
         drop(first);
         let _reused = limiter.try_acquire(b).expect("a freed place is reused");
         assert_eq!(limiter.open_connections(), 3);
+    }
+
+    /// Issue 16 item 9: rotating through one /64 does not multiply the per-address cap; an
+    /// IPv4-mapped address counts as its IPv4 address.
+    #[test]
+    fn the_per_address_cap_counts_an_ipv6_prefix_and_mapped_ipv4_as_one() {
+        let limiter = ConnectionLimiter::new(2, 100, 64);
+        let slots: Vec<_> =
+            (1..=10).filter_map(|i| limiter.try_acquire(format!("2001:db8:5:6::{i:x}").parse().expect("ip"))).collect();
+        assert_eq!(slots.len(), 2, "one /64 is one client");
+        assert!(limiter.try_acquire("2001:db8:5:7::1".parse().expect("ip")).is_some(), "another /64");
+        let _v4 = limiter.try_acquire("192.0.2.9".parse().expect("ip")).expect("v4");
+        let _mapped = limiter.try_acquire("::ffff:192.0.2.9".parse().expect("ip")).expect("mapped");
+        assert!(limiter.try_acquire("192.0.2.9".parse().expect("ip")).is_none(), "mapped counts as IPv4");
+        drop(slots);
+        assert!(limiter.try_acquire("2001:db8:5:6::ffff".parse().expect("ip")).is_some(), "freed on drop");
     }
 }

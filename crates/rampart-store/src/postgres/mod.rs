@@ -49,6 +49,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "files", include_str!("../../migrations/postgres/0004_files.sql")),
     (5, "audit", include_str!("../../migrations/postgres/0005_audit.sql")),
     (6, "rate limits", include_str!("../../migrations/postgres/0006_rate_limits.sql")),
+    (10, "audit lookup indexes", include_str!("../../migrations/postgres/0010_audit_indexes.sql")),
     (12, "username skeletons", include_str!("../../migrations/postgres/0012_username_skeletons.sql")),
     (13, "private channel names", include_str!("../../migrations/postgres/0013_private_channel_names.sql")),
 ];

@@ -160,7 +160,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let bound = main_listener.local_addr()?;
     let public_origin = config.public_origin.clone().unwrap_or_else(|| format!("https://localhost:{}", bound.port()));
     let state_hub = hub.clone();
-    let connections = ConnectionLimiter::new(config.limits.connections_per_ip_max, config.limits.connections_max);
+    let connections = ConnectionLimiter::new(
+        config.limits.connections_per_ip_max,
+        config.limits.connections_max,
+        config.limits.ipv6_prefix_len,
+    );
     let sources = Sources {
         app: app.clone(),
         hub: hub.clone(),
@@ -241,6 +245,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     spawn_session_sweeper(app.clone());
     spawn_audit_checkpointer(app.clone(), Duration::from_secs(config.audit_checkpoint_interval_secs));
+    spawn_refusal_flusher(app.clone());
     if let (Some(webhook), Some(notices)) = (config.webhook.clone(), app.take_alert_notices()) {
         crate::webhook::spawn(webhook, notices)?;
     }
@@ -280,6 +285,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .is_err()
     {
         tasks.abort_all();
+    }
+    // Refusals counted since their window's first record are written as their summaries.
+    if let Err(error) = app.flush_refusals(true).await {
+        tracing::error!(%error, "cannot write the summaries of refused requests");
     }
     app.audit("system", "server.stop", None, None, Outcome::Success, serde_json::json!({}))
         .await
@@ -339,6 +348,23 @@ fn spawn_audit_checkpointer(app: rampart_app::App, interval: Duration) {
             ticker.tick().await;
             if let Err(error) = app.audit_checkpoint().await {
                 tracing::error!(%error, "cannot sign an audit checkpoint");
+            }
+        }
+    });
+}
+
+/// How often windows of aggregated refusals are looked at, to write the summaries of those that
+/// closed (`rampart_core::limits::AUDIT_REFUSAL_WINDOW_MS`).
+const REFUSAL_FLUSH_INTERVAL_MS: u64 = 5 * 1000;
+
+fn spawn_refusal_flusher(app: rampart_app::App) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(REFUSAL_FLUSH_INTERVAL_MS));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(error) = app.flush_refusals(false).await {
+                tracing::error!(%error, "cannot write the summaries of refused requests");
             }
         }
     });

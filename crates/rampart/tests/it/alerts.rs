@@ -65,7 +65,7 @@ fn config(webhook_port: u16, dirs: &Dirs, extra: &str) -> String {
     )
 }
 
-fn client_from(server: &Server, ip: &str) -> reqwest::Client {
+pub fn client_from(server: &Server, ip: &str) -> reqwest::Client {
     let mut tls = crate::support::rustls_client(&[server.ca_pem()], &[&rustls::version::TLS13]);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
@@ -205,4 +205,40 @@ async fn stuffing_across_50_accounts_and_guessing_from_many_ips_fire_their_detec
     assert_eq!(kinds(&fired), ["credential_stuffing", "distributed_guessing"], "{fired:?}");
     assert_eq!(fired[1]["subject"], "cfo");
     webhook_alert(&mut posts, "distributed_guessing").await;
+}
+
+/// Issue 16 item 6: a login name with a line feed, tried from 10 addresses, becomes a
+/// distributed-guessing alert whose subject is escaped, and forges no line in the syslog export
+/// (one line per record) or the server's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_feed_in_a_login_name_forges_no_line_in_the_alert_export_or_log() {
+    let (port, mut posts) = receiver().await;
+    let dirs = Arc::new(Dirs::new());
+    let text = config(port, &dirs, "account_ips_max = 10\n");
+    let server = Server::start_with(dirs, &text, &[]);
+    let owner = server.user("owner").await;
+    let forged = "cfo\n<110>1 2027-01-01T00:00:00Z host rampart - auth.login - forged";
+    for i in 0..10 {
+        let client = client_from(&server, &format!("127.0.2.{}", i + 1));
+        fail_login(&client, &server, forged).await;
+    }
+    let fired = events(&server, &owner).await;
+    assert_eq!(kinds(&fired), ["distributed_guessing"], "{fired:?}");
+    let subject = fired[0]["subject"].as_str().expect("subject");
+    assert!(subject.starts_with("cfo\\u{000a}<110>1"), "{subject:?}");
+    let notice = webhook_alert(&mut posts, "distributed_guessing").await;
+    assert!(!notice["subject"].as_str().unwrap_or_default().contains('\n'), "{notice}");
+
+    let output = server.rampart(&["audit", "export", "--format", "syslog"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let export = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = export.lines().collect();
+    assert!(lines.iter().all(|l| l.starts_with('<')), "a forged line: {export}");
+    let seqs: Vec<i64> = lines
+        .iter()
+        .map(|l| l.split("seq=\"").nth(1).and_then(|r| r.split('"').next()).expect("seq").parse().expect("n"))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "one line per record: {seqs:?}");
+    assert!(!export.contains("\n<110>1 2027-01-01T00:00:00Z host"), "{export}");
+    assert!(!server.log_text().contains("\n<110>1 2027-01-01T00:00:00Z host"), "the log has a forged line");
 }

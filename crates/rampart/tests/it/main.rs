@@ -23,4 +23,5 @@ mod search;
 mod support;
 mod tidy;
 mod tls;
+mod unauthenticated;
 mod web;

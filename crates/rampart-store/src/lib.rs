@@ -9,6 +9,7 @@ pub mod audit;
 pub mod audit_verify;
 pub mod blobs;
 pub mod conformance;
+pub mod conformance_binding;
 mod conformance_channels;
 pub mod conformance_files;
 pub mod conformance_keys;

@@ -49,6 +49,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "files", include_str!("../../migrations/postgres/0004_files.sql")),
     (5, "audit", include_str!("../../migrations/postgres/0005_audit.sql")),
     (6, "rate limits", include_str!("../../migrations/postgres/0006_rate_limits.sql")),
+    (8, "message body binding", include_str!("../../migrations/postgres/0008_body_binding.sql")),
 ];
 
 /// Transaction-scoped advisory lock keys (`pg_advisory_xact_lock`), one per invariant that spans
@@ -129,6 +130,7 @@ impl PgStore {
         let pool = open_pool(options).await?;
         let store = Self { pool, vault, blobs, search_index };
         store.check_keyring().await?;
+        store.upgrade_body_aad().await?;
         if search_index {
             store.index_channels_without_keys().await?;
         } else {

@@ -48,6 +48,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
     (8, "send in one statement", include_str!("../../migrations/sqlite/0008_send_one_statement.sql")),
     (9, "rate limits", include_str!("../../migrations/sqlite/0009_rate_limits.sql")),
+    (11, "message body binding", include_str!("../../migrations/sqlite/0011_body_binding.sql")),
 ];
 
 /// Tokens a message may carry into its INSERT (`token_slots` in migration 0008 holds 0 … this − 1);
@@ -174,6 +175,7 @@ impl SqliteStore {
         let store = Self { pool, vault, blobs, search_index: true, writer: Arc::new(tokio::sync::Mutex::new(writer)) };
         store.check_keyring().await?;
         store.seal_legacy_bodies().await?;
+        store.upgrade_body_aad().await?;
         store.index_channels_without_keys().await?;
         Ok(store)
     }

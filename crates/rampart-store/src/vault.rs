@@ -243,6 +243,12 @@ impl Vault {
         self.search.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    /// Forgets every unwrapped data key (after some were destroyed in this process).
+    pub fn forget_data_keys(&self) {
+        self.data_keys.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.forget_active();
+    }
+
     /// A channel's search keys if this node read them within `ACTIVE_KEY_RECHECK_MS`.
     pub fn cached_search_keys(&self, channel: &ChannelId) -> Option<SearchKeys> {
         let cache = self.search.lock().unwrap_or_else(|p| p.into_inner());

@@ -16,6 +16,13 @@ use crate::shared::{now, KeyMap};
 use crate::vault::{data_key_aad, search_key_aad, ActiveKey, DataKeyRow, Vault, BODY_AAD_CURRENT, BODY_AAD_LEGACY};
 use crate::{KekState, KekStatus, KeyStatus, KeyStore, ReencryptProgress, StoreError, StoreResult};
 
+/// A data key a re-key replaced: not wrapped by the active KEK, and not its channel's newest.
+const REPLACED_DATA_KEY: &str = "kek_version <> (SELECT version FROM kek_versions WHERE state = 'active')
+     AND epoch < (SELECT MAX(d.epoch) FROM data_keys d WHERE d.channel_id = data_keys.channel_id)";
+/// A data key that still seals a message body or a file.
+const STILL_SEALING: &str =
+    "(EXISTS (SELECT 1 FROM messages m WHERE m.channel_id = data_keys.channel_id AND m.key_epoch = data_keys.epoch)
+     OR EXISTS (SELECT 1 FROM files f WHERE f.channel_id = data_keys.channel_id AND f.key_epoch = data_keys.epoch))";
 /// Tries at finding or making a channel's active key before giving up (each lost race to a
 /// concurrent writer costs one).
 const ACTIVE_KEY_ATTEMPTS_MAX: usize = 4;
@@ -423,6 +430,19 @@ impl KeyStore for PgStore {
         }
         self.vault.forget_active();
         Ok(started)
+    }
+
+    async fn destroy_replaced_data_keys(&self) -> StoreResult<(u64, u64)> {
+        let destroyed =
+            sqlx::query(&format!("DELETE FROM data_keys WHERE {REPLACED_DATA_KEY} AND NOT {STILL_SEALING}"))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        let kept: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM data_keys WHERE {REPLACED_DATA_KEY}"))
+            .fetch_one(&self.pool)
+            .await?;
+        self.vault.forget_data_keys();
+        Ok((destroyed, u64::try_from(kept).unwrap_or(0)))
     }
 
     async fn reencrypt_messages(&self, limit: u32, at: Timestamp) -> StoreResult<ReencryptProgress> {

@@ -30,7 +30,7 @@ pub use counters::{AppCounters, ALERT_KINDS_MAX, ALERT_KIND_OTHER};
 pub use error::AppError;
 pub use files::{FilePolicy, MalwareScanner, ScanError, ScanSession, ScanVerdict, StoredFile};
 pub use hashing::HashPool;
-pub use keys::{KekRotation, Reencryption};
+pub use keys::{KekRotation, Reencryption, Rekey, RekeyStep};
 pub use messaging::{ChannelAccess, EventSink, NoLiveConnections, SearchInput, SendInput};
 pub use sessions::{Authenticated, NewSessionIssued, SessionEnded, SessionUser};
 

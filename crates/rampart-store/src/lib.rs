@@ -9,6 +9,7 @@ pub mod audit;
 pub mod audit_verify;
 pub mod blobs;
 pub mod conformance;
+pub mod conformance_binding;
 mod conformance_channels;
 pub mod conformance_files;
 pub mod conformance_keys;
@@ -253,6 +254,11 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Re-seals up to `limit` messages sealed under an older epoch with their channel's active
     /// key. Resumable: it picks up whatever is still on an old epoch.
     async fn reencrypt_messages(&self, limit: u32, at: Timestamp) -> StoreResult<ReencryptProgress>;
+    /// Deletes every data key that the active KEK does not wrap, that is not its channel's
+    /// newest, and that seals nothing any more (after `start_epoch` and `reencrypt_messages`):
+    /// the key material a re-key replaces. Returns (destroyed, kept: such keys still sealing a
+    /// file or a message that fails its integrity check).
+    async fn destroy_replaced_data_keys(&self) -> StoreResult<(u64, u64)>;
 }
 
 /// Shared files: their rows, and their sealed blobs in `data_dir/blobs`. The data key never leaves

@@ -1,6 +1,6 @@
 //! The store's side of encryption at rest, apart from SQL: the KEK keyring read from `key_dir`,
 //! the unwrapped data keys cached in memory (wiped on drop), each channel's active epoch, and the
-//! AAD that binds every sealed body to its channel, row and key. A backend calls in here to seal
+//! AAD that binds every sealed body to its channel, row, key and metadata. A backend calls in here to seal
 //! before it writes and to open after it reads; the database only ever sees ciphertext.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rampart_core::validate::MessageBody;
-use rampart_core::{ChannelId, MessageId, Timestamp};
+use rampart_core::{ChannelId, MessageId, Timestamp, UserId};
 use rampart_crypto::{Aad, DataKey, Kek, Keyring, KeyringError};
 
 use crate::{StoreError, StoreResult};
@@ -79,8 +79,46 @@ pub(crate) fn search_key_aad(channel: &ChannelId, version: i64) -> Aad {
 /// A channel's search keys as this node last read them: (version, active?, key).
 pub(crate) type SearchKeys = Vec<(i64, bool, Arc<DataKey>)>;
 
-/// The binding of a sealed message body: its channel, its row and the key that sealed it.
-pub(crate) fn body_aad(channel: &ChannelId, message: &MessageId, epoch: i64) -> Aad {
+/// The AAD version of bodies sealed before it bound the sender, thread, creation time and edit
+/// counter (channel, row and epoch only). Such rows are re-sealed at the first start after the
+/// upgrade and refused from then on.
+pub(crate) const BODY_AAD_LEGACY: i64 = 1;
+/// The AAD version every body is sealed under now (`messages.aad_version`).
+pub(crate) const BODY_AAD_CURRENT: i64 = 2;
+
+/// What a sealed message body is bound to besides its key: its row, and every column someone with
+/// write access to the database could otherwise change unseen (who sent it, in which thread, when,
+/// and how many edits it has had, so an earlier edit's ciphertext cannot be put back).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BodyBinding<'a> {
+    pub channel: &'a ChannelId,
+    pub message: &'a MessageId,
+    pub sender: &'a UserId,
+    pub thread: Option<&'a MessageId>,
+    pub created_at: Timestamp,
+    pub edit_count: i64,
+}
+
+/// The binding of a sealed message body (AAD version 2): the row, its metadata and the key.
+pub(crate) fn body_aad(binding: &BodyBinding<'_>, epoch: i64) -> Aad {
+    // A thread id is never empty, so the empty part stands for "not in a thread".
+    let thread = binding.thread.map_or("", MessageId::as_str);
+    Aad::new(
+        "rampart message body v2",
+        &[
+            binding.channel.as_str().as_bytes(),
+            binding.message.as_str().as_bytes(),
+            &epoch.to_be_bytes(),
+            binding.sender.as_str().as_bytes(),
+            thread.as_bytes(),
+            &binding.created_at.0.to_be_bytes(),
+            &binding.edit_count.to_be_bytes(),
+        ],
+    )
+}
+
+/// The binding of a body sealed under AAD version 1: its channel, its row and its key only.
+pub(crate) fn legacy_body_aad(channel: &ChannelId, message: &MessageId, epoch: i64) -> Aad {
     Aad::new(
         "rampart message body v1",
         &[channel.as_str().as_bytes(), message.as_str().as_bytes(), &epoch.to_be_bytes()],
@@ -205,6 +243,12 @@ impl Vault {
         self.search.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    /// Forgets every unwrapped data key (after some were destroyed in this process).
+    pub fn forget_data_keys(&self) {
+        self.data_keys.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.forget_active();
+    }
+
     /// A channel's search keys if this node read them within `ACTIVE_KEY_RECHECK_MS`.
     pub fn cached_search_keys(&self, channel: &ChannelId) -> Option<SearchKeys> {
         let cache = self.search.lock().unwrap_or_else(|p| p.into_inner());
@@ -235,20 +279,35 @@ impl Vault {
         Ok(Arc::new(key))
     }
 
-    pub fn seal_body(key: &ActiveKey, channel: &ChannelId, message: &MessageId, body: &MessageBody) -> Vec<u8> {
-        key.key.seal(&body_aad(channel, message, key.epoch), body.as_str().as_bytes())
+    pub fn seal_body(key: &ActiveKey, binding: &BodyBinding<'_>, body: &MessageBody) -> Vec<u8> {
+        Self::seal_body_with(&key.key, key.epoch, binding, body)
     }
 
-    /// Opens a sealed body; `None` when it fails its integrity check (moved, altered, or not a
-    /// valid body), which the caller reports without failing the rest of the read.
-    pub fn open_body(
+    /// Seals a body under the data key of `epoch` (re-sealing in place keeps the row's epoch).
+    pub fn seal_body_with(key: &DataKey, epoch: i64, binding: &BodyBinding<'_>, body: &MessageBody) -> Vec<u8> {
+        key.seal(&body_aad(binding, epoch), body.as_str().as_bytes())
+    }
+
+    /// Opens a sealed body; `None` when it fails its integrity check (moved, altered, its
+    /// metadata changed, or not a valid body), which the caller reports without failing the rest
+    /// of the read.
+    pub fn open_body(key: &DataKey, binding: &BodyBinding<'_>, epoch: i64, sealed: &[u8]) -> Option<MessageBody> {
+        Self::open_with(key, &body_aad(binding, epoch), sealed)
+    }
+
+    /// Opens a body sealed under AAD version 1, only to re-seal it under the current version.
+    pub fn open_legacy_body(
         key: &DataKey,
         channel: &ChannelId,
         message: &MessageId,
         epoch: i64,
         sealed: &[u8],
     ) -> Option<MessageBody> {
-        let plain = key.open(&body_aad(channel, message, epoch), sealed).ok()?;
+        Self::open_with(key, &legacy_body_aad(channel, message, epoch), sealed)
+    }
+
+    fn open_with(key: &DataKey, aad: &Aad, sealed: &[u8]) -> Option<MessageBody> {
+        let plain = key.open(aad, sealed).ok()?;
         let text = std::str::from_utf8(&plain).ok()?;
         Some(MessageBody::from_stored(text.to_owned()))
     }

@@ -316,6 +316,68 @@ fn postgres_fills_legacy_username_skeletons_at_start_even_when_two_clash() {
     });
 }
 
+/// Direct writes to the test schema, as someone with write access to the database would make them.
+struct PgTamper(tokio::sync::Mutex<PgConnection>);
+
+impl PgTamper {
+    async fn open(schema: &TestSchema) -> Self {
+        PgTamper(tokio::sync::Mutex::new(schema.options.connect().await.expect("raw connection")))
+    }
+
+    async fn numbers(&self, sql: &str) -> Vec<i64> {
+        sqlx::query_scalar(sql).fetch_all(&mut *self.0.lock().await).await.expect("read")
+    }
+
+    async fn execute(&self, sql: &str) {
+        sqlx::query(sql).execute(&mut *self.0.lock().await).await.expect("write");
+    }
+}
+
+#[async_trait::async_trait]
+impl rampart_store::conformance_binding::Tamper for PgTamper {
+    async fn set_text(&self, message: &MessageId, column: &'static str, value: Option<&str>) {
+        let sql = format!("UPDATE messages SET {column} = $1 WHERE id = $2");
+        let mut conn = self.0.lock().await;
+        sqlx::query(&sql).bind(value).bind(message.as_str()).execute(&mut *conn).await.expect("tamper");
+    }
+
+    async fn set_number(&self, message: &MessageId, column: &'static str, value: i64) {
+        let sql = format!("UPDATE messages SET {column} = $1 WHERE id = $2");
+        let mut conn = self.0.lock().await;
+        sqlx::query(&sql).bind(value).bind(message.as_str()).execute(&mut *conn).await.expect("tamper");
+    }
+
+    async fn sealed(&self, message: &MessageId) -> (Vec<u8>, i64, i64) {
+        let mut conn = self.0.lock().await;
+        sqlx::query_as("SELECT body, key_epoch, edit_count FROM messages WHERE id = $1")
+            .bind(message.as_str())
+            .fetch_one(&mut *conn)
+            .await
+            .expect("read the row")
+    }
+
+    async fn put_sealed(&self, message: &MessageId, body: &[u8], epoch: i64, edit_count: i64) {
+        let mut conn = self.0.lock().await;
+        sqlx::query("UPDATE messages SET body = $1, key_epoch = $2, edit_count = $3 WHERE id = $4")
+            .bind(body)
+            .bind(epoch)
+            .bind(edit_count)
+            .bind(message.as_str())
+            .execute(&mut *conn)
+            .await
+            .expect("tamper");
+    }
+}
+
+#[test]
+fn a_changed_sender_thread_time_or_a_pre_edit_body_fails_the_integrity_check() {
+    in_fresh_schema(|schema, root| async move {
+        let store = open(&schema, &root, EpochPolicy::default()).await;
+        rampart_store::conformance_binding::run_all(&store, &PgTamper::open(&schema).await).await;
+        store.close().await;
+    });
+}
+
 /// Issue 16 item 5: the new-IP check at an administrator's sign-in and the security events list
 /// read the audit log through an index, not by scanning every record.
 #[test]
@@ -333,5 +395,37 @@ fn the_audit_lookups_have_their_indexes() {
         .expect("indexes");
         assert!(indexes.iter().any(|d| d.contains("(action, seq)")), "{indexes:?}");
         assert!(indexes.iter().any(|d| d.contains("(action, actor, outcome, ip)")), "{indexes:?}");
+    });
+}
+
+#[test]
+fn bodies_sealed_under_the_old_aad_are_resealed_at_open_and_refused_after() {
+    use rampart_store::conformance_binding::{messages_to_upgrade, readable_bodies};
+    in_fresh_schema(|schema, root| async move {
+        let store = open(&schema, &root, EpochPolicy::default()).await;
+        let (channel, texts) = messages_to_upgrade(&store).await;
+        // As the release before the binding left the rows: sealed under AAD version 1, upgrade pending.
+        assert_eq!(store.seal_as_before_body_binding().await.expect("old rows"), 3);
+        assert_ne!(readable_bodies(&store, &channel).await, texts, "a version-1 body is not read as it is");
+        store.close().await;
+        let raw = PgTamper::open(&schema).await;
+        let versions = "SELECT aad_version FROM messages WHERE body IS NOT NULL";
+        assert_eq!(raw.numbers(versions).await, [1, 1, 1]);
+
+        let store = open(&schema, &root, EpochPolicy::default()).await;
+        assert_eq!(readable_bodies(&store, &channel).await, texts, "re-sealed bodies read back");
+        assert_eq!(raw.numbers(versions).await, [2, 2, 2]);
+        assert_eq!(raw.numbers("SELECT COUNT(*) FROM upgrades_pending").await, [0], "the upgrade is done");
+        store.close().await;
+        let store = open(&schema, &root, EpochPolicy::default()).await;
+        assert_eq!(readable_bodies(&store, &channel).await, texts, "opening again changes nothing");
+
+        // Once it is done, a version-1 body put back is refused, and a restart does not re-seal it.
+        store.seal_as_before_body_binding().await.expect("old rows");
+        raw.execute("DELETE FROM upgrades_pending").await;
+        store.close().await;
+        let store = open(&schema, &root, EpochPolicy::default()).await;
+        assert_ne!(readable_bodies(&store, &channel).await, texts, "version 1 stays refused");
+        store.close().await;
     });
 }

@@ -210,3 +210,93 @@ async fn postings_carried_by_a_send_land_in_the_index_and_leave_the_message_row(
     assert_eq!(per_message.len(), 2);
     assert!(per_message.iter().all(|n| *n > 0), "every message has postings: {per_message:?}");
 }
+
+/// Direct writes to the database file, as someone with write access to it would make them.
+struct SqliteTamper(sqlx::SqlitePool);
+
+impl SqliteTamper {
+    async fn open(db: &Path) -> Self {
+        SqliteTamper(sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("raw"))
+    }
+}
+
+#[async_trait::async_trait]
+impl rampart_store::conformance_binding::Tamper for SqliteTamper {
+    async fn set_text(&self, message: &MessageId, column: &'static str, value: Option<&str>) {
+        let sql = format!("UPDATE messages SET {column} = ? WHERE id = ?");
+        sqlx::query(&sql).bind(value).bind(message.as_str()).execute(&self.0).await.expect("tamper");
+    }
+
+    async fn set_number(&self, message: &MessageId, column: &'static str, value: i64) {
+        let sql = format!("UPDATE messages SET {column} = ? WHERE id = ?");
+        sqlx::query(&sql).bind(value).bind(message.as_str()).execute(&self.0).await.expect("tamper");
+    }
+
+    async fn sealed(&self, message: &MessageId) -> (Vec<u8>, i64, i64) {
+        sqlx::query_as("SELECT body, key_epoch, edit_count FROM messages WHERE id = ?")
+            .bind(message.as_str())
+            .fetch_one(&self.0)
+            .await
+            .expect("read the row")
+    }
+
+    async fn put_sealed(&self, message: &MessageId, body: &[u8], epoch: i64, edit_count: i64) {
+        sqlx::query("UPDATE messages SET body = ?, key_epoch = ?, edit_count = ? WHERE id = ?")
+            .bind(body)
+            .bind(epoch)
+            .bind(edit_count)
+            .bind(message.as_str())
+            .execute(&self.0)
+            .await
+            .expect("tamper");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_sender_thread_time_or_a_pre_edit_body_fails_the_integrity_check() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let db = root.path().join("rampart.db");
+    let store = SqliteStore::open(&db, &keys(&root.path().join("keys"))).await.expect("open");
+    rampart_store::conformance_binding::run_all(&store, &SqliteTamper::open(&db).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_sealed_under_the_old_aad_are_resealed_at_open_and_refused_after() {
+    use rampart_store::conformance_binding::{messages_to_upgrade, readable_bodies};
+    let root = tempfile::tempdir().expect("temp dir");
+    let db = root.path().join("rampart.db");
+    let config = keys(&root.path().join("keys"));
+    let store = SqliteStore::open(&db, &config).await.expect("open");
+    let (channel, texts) = messages_to_upgrade(&store).await;
+    // As the release before the binding left the rows: sealed under AAD version 1, upgrade pending.
+    assert_eq!(store.seal_as_before_body_binding().await.expect("old rows"), 3);
+    assert_ne!(readable_bodies(&store, &channel).await, texts, "a version-1 body is not read as it is");
+    drop(store);
+    let raw = SqliteTamper::open(&db).await;
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT aad_version FROM messages WHERE body IS NOT NULL")
+        .fetch_all(&raw.0)
+        .await
+        .expect("read");
+    assert_eq!(versions, [1, 1, 1]);
+
+    let store = SqliteStore::open(&db, &config).await.expect("open re-seals");
+    assert_eq!(readable_bodies(&store, &channel).await, texts, "re-sealed bodies read back");
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT aad_version FROM messages WHERE body IS NOT NULL")
+        .fetch_all(&raw.0)
+        .await
+        .expect("read");
+    assert_eq!(versions, [2, 2, 2]);
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM upgrades_pending").fetch_one(&raw.0).await.expect("read");
+    assert_eq!(pending, 0, "the upgrade is done");
+    drop(store);
+    let store = SqliteStore::open(&db, &config).await.expect("opening again changes nothing");
+    assert_eq!(readable_bodies(&store, &channel).await, texts);
+
+    // Once it is done, a version-1 body put back is refused, and a restart does not re-seal it.
+    store.seal_as_before_body_binding().await.expect("old rows");
+    sqlx::query("DELETE FROM upgrades_pending").execute(&raw.0).await.expect("clear");
+    drop(store);
+    let store = SqliteStore::open(&db, &config).await.expect("open");
+    assert_ne!(readable_bodies(&store, &channel).await, texts, "version 1 stays refused");
+}

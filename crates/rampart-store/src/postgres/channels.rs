@@ -16,13 +16,19 @@ use rampart_core::{limits, ChannelId, MessageId, Timestamp, UserId};
 use super::search::{delete_index, insert_index, message_position};
 use super::PgStore;
 use crate::model_channels::*;
-use crate::shared::{channel_seqs, index_rows, open_sealed_body, parse_id, KeyMap};
-use crate::vault::Vault;
+use crate::shared::{
+    channel_seqs, edit_binding, index_rows, new_binding, open_sealed_body, parse_id, KeyMap, SealedBody,
+};
+use crate::vault::{BodyBinding, Vault, BODY_AAD_CURRENT};
 use crate::{ChannelStore, StoreError, StoreResult};
 
 const CHANNEL_COLUMNS: &str = "c.id, c.kind, c.name, c.topic, c.created_by, c.created_at, c.archived, c.last_seq";
+/// The message columns, and what checking a body's binding needs: the edit counter and AAD version
+/// the row claims, and the edits the event log records for it (which a row put back from before
+/// an edit, with its old counter, cannot match; `events_edits` indexes the count).
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.channel_id, m.seq, m.sender_id, m.body, m.key_epoch, m.thread_id, \
-     m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count";
+     m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count, m.edit_count, m.aad_version, \
+     (SELECT COUNT(*) FROM events ev WHERE ev.message_id = m.id AND ev.kind = 'message.edited') AS edit_events";
 /// PostgreSQL's code for a unique violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
@@ -58,10 +64,29 @@ fn message_from_row(row: &PgRow, keys: &KeyMap) -> StoreResult<Option<MessageRec
     let sender_id: String = row.try_get("sender_id")?;
     let id = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
     let channel_id = ChannelId::parse(&channel_id).ok_or(StoreError::Corrupt("message channel"))?;
+    let sender_id = UserId::parse(&sender_id).ok_or(StoreError::Corrupt("message sender"))?;
+    let thread_id = parse_id(row.try_get("thread_id")?, MessageId::parse, "thread id")?;
+    let created_at = Timestamp(row.try_get("created_at")?);
+    let binding = BodyBinding {
+        channel: &channel_id,
+        message: &id,
+        sender: &sender_id,
+        thread: thread_id.as_ref(),
+        created_at,
+        edit_count: row.try_get("edit_count")?,
+    };
     let sealed: Option<Vec<u8>> = row.try_get("body")?;
     let epoch: Option<i64> = row.try_get("key_epoch")?;
     let (body, unreadable) = match (sealed, epoch) {
-        (Some(sealed), Some(epoch)) => open_sealed_body(keys, &channel_id, &id, epoch, &sealed),
+        (Some(sealed), Some(epoch)) => {
+            let stored = SealedBody {
+                sealed,
+                epoch,
+                aad_version: row.try_get("aad_version")?,
+                edit_events: row.try_get("edit_events")?,
+            };
+            open_sealed_body(keys, &binding, &stored)
+        }
         // A tombstone: the body is destroyed.
         _ => (None, false),
     };
@@ -69,12 +94,12 @@ fn message_from_row(row: &PgRow, keys: &KeyMap) -> StoreResult<Option<MessageRec
         id,
         channel_id,
         seq: row.try_get("seq")?,
-        sender_id: UserId::parse(&sender_id).ok_or(StoreError::Corrupt("message sender"))?,
+        sender_id,
         body,
         unreadable,
-        thread_id: parse_id(row.try_get("thread_id")?, MessageId::parse, "thread id")?,
+        thread_id,
         client_id: row.try_get::<Option<String>, _>("client_id")?.map(ClientId::from_stored),
-        created_at: Timestamp(row.try_get("created_at")?),
+        created_at,
         edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(Timestamp),
         deleted: row.try_get("deleted")?,
         reply_count: row.try_get("reply_count")?,
@@ -255,11 +280,8 @@ impl PgStore {
             return Ok(None);
         };
         let search_keys = self.search_keys(&channel, at).await?;
-        let sealed = match body {
-            Some(body) => {
-                let key = self.active_key(&channel, at).await?;
-                Some((Vault::seal_body(&key, &channel, id, body), key.epoch, index_rows(&search_keys, body.as_str())))
-            }
+        let key = match body {
+            Some(_) => Some(self.active_key(&channel, at).await?),
             None => None,
         };
         let mut tx = self.pool.begin().await?;
@@ -267,21 +289,40 @@ impl PgStore {
             return Ok(None);
         }
         // The postings to remove are the current text's, read under the channel's lock (every
-        // rewrite of this message takes it first).
-        let previous = self.message_in(&mut tx, id).await?;
-        let old_tokens =
-            previous.and_then(|m| m.body).map(|b| index_rows(&search_keys, b.as_str())).unwrap_or_default();
+        // rewrite of this message takes it first); so are the metadata and edit counter the new
+        // body is bound to.
+        let Some(previous) = self.message_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let edit_count: i64 = sqlx::query_scalar("SELECT edit_count FROM messages WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if body.is_some() && previous.unreadable {
+            // Its metadata may be forged: an edit must not make a forged row valid again.
+            return Err(StoreError::Integrity("the message to edit"));
+        }
+        let sealed = match (body, &key) {
+            (Some(body), Some(key)) => {
+                let binding = edit_binding(&previous, edit_count + 1);
+                Some((Vault::seal_body(key, &binding, body), key.epoch, index_rows(&search_keys, body.as_str())))
+            }
+            _ => None,
+        };
+        let old_tokens = previous.body.map(|b| index_rows(&search_keys, b.as_str())).unwrap_or_default();
         let position = message_position(&mut tx, id).await?;
         let new_tokens = sealed.as_ref().map(|(_, _, tokens)| tokens.clone());
         let (update, kind) = match sealed {
             Some((sealed, epoch, _)) => (
                 sqlx::query(
-                    "UPDATE messages SET body = $3, key_epoch = $4, edited_at = $1 WHERE id = $2 AND NOT deleted",
+                    "UPDATE messages SET body = $3, key_epoch = $4, edit_count = edit_count + 1, aad_version = $5,
+                     edited_at = $1 WHERE id = $2 AND NOT deleted",
                 )
                 .bind(at.0)
                 .bind(id.as_str())
                 .bind(sealed)
-                .bind(epoch),
+                .bind(epoch)
+                .bind(BODY_AAD_CURRENT),
                 EventKind::MessageEdited,
             ),
             None => (
@@ -602,13 +643,13 @@ impl ChannelStore for PgStore {
         // top-level message of this channel, or a missing channel — told apart below (rare); the
         // rollback gives the seq back.
         let key = self.active_key(&message.channel_id, message.created_at).await?;
-        let sealed = Vault::seal_body(&key, &message.channel_id, &message.id, &message.body);
+        let sealed = Vault::seal_body(&key, &new_binding(message), &message.body);
         let search_keys = self.search_keys(&message.channel_id, message.created_at).await?;
         let index = index_rows(&search_keys, message.body.as_str());
         let mut tx = self.pool.begin().await?;
         let inserted: Option<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO messages (id, channel_id, sender_id, body, key_epoch, thread_id, client_id, created_at)
-             SELECT $1, c.id, $3, $4, $8, $5, $6, $7 FROM channels c
+            "INSERT INTO messages (id, channel_id, sender_id, body, key_epoch, thread_id, client_id, created_at, aad_version)
+             SELECT $1, c.id, $3, $4, $8, $5, $6, $7, $9 FROM channels c
              WHERE c.id = $2 AND ($5::text IS NULL OR EXISTS
                (SELECT 1 FROM messages p WHERE p.id = $5 AND p.channel_id = $2 AND p.thread_id IS NULL))
              ON CONFLICT DO NOTHING
@@ -622,6 +663,7 @@ impl ChannelStore for PgStore {
         .bind(message.client_id.as_ref().map(ClientId::as_str))
         .bind(message.created_at.0)
         .bind(key.epoch)
+        .bind(BODY_AAD_CURRENT)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((seq, position)) = inserted else {

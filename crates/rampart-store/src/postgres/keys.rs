@@ -7,17 +7,27 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 
-use rampart_core::{ChannelId, MessageId, Timestamp};
+use rampart_core::{ChannelId, Timestamp};
 use rampart_crypto::Keyring;
 
 use super::{advisory_lock, lock_keys, PgStore};
+use crate::shared::{legacy_seal, needed_keys, reseal_legacy_aad, sealed_rows, BoundRow, BODY_AAD_UPGRADE};
 use crate::shared::{now, KeyMap};
-use crate::vault::{data_key_aad, search_key_aad, ActiveKey, DataKeyRow, Vault};
+use crate::vault::{data_key_aad, search_key_aad, ActiveKey, DataKeyRow, Vault, BODY_AAD_CURRENT, BODY_AAD_LEGACY};
 use crate::{KekState, KekStatus, KeyStatus, KeyStore, ReencryptProgress, StoreError, StoreResult};
 
+/// A data key a re-key replaced: not wrapped by the active KEK, and not its channel's newest.
+const REPLACED_DATA_KEY: &str = "kek_version <> (SELECT version FROM kek_versions WHERE state = 'active')
+     AND epoch < (SELECT MAX(d.epoch) FROM data_keys d WHERE d.channel_id = data_keys.channel_id)";
+/// A data key that still seals a message body or a file.
+const STILL_SEALING: &str =
+    "(EXISTS (SELECT 1 FROM messages m WHERE m.channel_id = data_keys.channel_id AND m.key_epoch = data_keys.epoch)
+     OR EXISTS (SELECT 1 FROM files f WHERE f.channel_id = data_keys.channel_id AND f.key_epoch = data_keys.epoch))";
 /// Tries at finding or making a channel's active key before giving up (each lost race to a
 /// concurrent writer costs one).
 const ACTIVE_KEY_ATTEMPTS_MAX: usize = 4;
+/// Bodies re-sealed per transaction when moving rows to the current AAD version at open.
+const REENCRYPT_PASS_BATCH_MAX: i64 = 500;
 const DATA_KEY_COLUMNS: &str = "channel_id, epoch, kek_version, wrapped, created_at, sealed_count";
 /// Messages still sealed under an epoch older than their channel's newest.
 const ON_OLD_EPOCHS: &str = "m.body IS NOT NULL
@@ -215,6 +225,89 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Re-seals every body still sealed under AAD version 1 (channel, row and epoch only) under the
+    /// current version, which binds its sender, thread, creation time and edit counter too. Runs at
+    /// open while the upgrade is pending (migration 0008 marks it so when it finds messages), in
+    /// batches: an open cut short resumes at the next, and nodes starting together each skip what
+    /// another re-sealed. Once done, a version-1 body is refused.
+    pub(crate) async fn upgrade_body_aad(&self) -> StoreResult<u64> {
+        let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM upgrades_pending WHERE name = $1)")
+            .bind(BODY_AAD_UPGRADE)
+            .fetch_one(&self.pool)
+            .await?;
+        if !pending {
+            return Ok(0);
+        }
+        let (mut resealed, mut unreadable, mut after) = (0u64, 0u64, String::new());
+        loop {
+            let sql = format!(
+                "SELECT {}, m.key_epoch, m.body FROM messages m
+                 WHERE m.aad_version = $1 AND m.body IS NOT NULL AND m.id > $2 ORDER BY m.id LIMIT $3",
+                BoundRow::COLUMNS
+            );
+            let rows = sqlx::query_as(&sql)
+                .bind(BODY_AAD_LEGACY)
+                .bind(&after)
+                .bind(REENCRYPT_PASS_BATCH_MAX)
+                .fetch_all(&self.pool)
+                .await?;
+            let rows = sealed_rows(rows)?;
+            let Some((last, _, _)) = rows.last() else { break };
+            after = last.message.as_str().to_owned();
+            let mut tx = self.pool.begin().await?;
+            let keys = self.key_map(&mut tx, needed_keys(&rows)).await?;
+            let (batch, failed) = reseal_legacy_aad(&keys, &rows);
+            unreadable += failed;
+            for (message, sealed) in batch {
+                let done =
+                    sqlx::query("UPDATE messages SET body = $1, aad_version = $2 WHERE id = $3 AND aad_version = $4")
+                        .bind(sealed)
+                        .bind(BODY_AAD_CURRENT)
+                        .bind(message.as_str())
+                        .bind(BODY_AAD_LEGACY)
+                        .execute(&mut *tx)
+                        .await?;
+                resealed += done.rows_affected();
+            }
+            tx.commit().await?;
+        }
+        sqlx::query("DELETE FROM upgrades_pending WHERE name = $1").bind(BODY_AAD_UPGRADE).execute(&self.pool).await?;
+        tracing::info!(
+            resealed,
+            unreadable,
+            "message bodies re-sealed under AAD version 2 (sender, thread, time and edit counter bound)"
+        );
+        Ok(resealed)
+    }
+
+    /// Turns every body back into what the release before AAD version 2 wrote (sealed under
+    /// version 1, the upgrade pending). Only for the tests of that upgrade.
+    #[doc(hidden)]
+    pub async fn seal_as_before_body_binding(&self) -> StoreResult<u64> {
+        let sql = format!("SELECT {}, m.key_epoch, m.body FROM messages m WHERE m.body IS NOT NULL", BoundRow::COLUMNS);
+        let rows = sealed_rows(sqlx::query_as(&sql).fetch_all(&self.pool).await?)?;
+        let mut tx = self.pool.begin().await?;
+        let keys = self.key_map(&mut tx, needed_keys(&rows)).await?;
+        let mut done = 0;
+        for (message, sealed) in legacy_seal(&keys, &rows) {
+            sqlx::query("UPDATE messages SET body = $1, aad_version = $2 WHERE id = $3")
+                .bind(sealed)
+                .bind(BODY_AAD_LEGACY)
+                .bind(message.as_str())
+                .execute(&mut *tx)
+                .await?;
+            done += 1;
+        }
+        sqlx::query("INSERT INTO upgrades_pending (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(BODY_AAD_UPGRADE)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
 #[async_trait]
 impl KeyStore for PgStore {
     async fn key_status(&self) -> StoreResult<KeyStatus> {
@@ -339,39 +432,48 @@ impl KeyStore for PgStore {
         Ok(started)
     }
 
+    async fn destroy_replaced_data_keys(&self) -> StoreResult<(u64, u64)> {
+        let destroyed =
+            sqlx::query(&format!("DELETE FROM data_keys WHERE {REPLACED_DATA_KEY} AND NOT {STILL_SEALING}"))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        let kept: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM data_keys WHERE {REPLACED_DATA_KEY}"))
+            .fetch_one(&self.pool)
+            .await?;
+        self.vault.forget_data_keys();
+        Ok((destroyed, u64::try_from(kept).unwrap_or(0)))
+    }
+
     async fn reencrypt_messages(&self, limit: u32, at: Timestamp) -> StoreResult<ReencryptProgress> {
-        let rows: Vec<(String, String, i64, Vec<u8>)> = sqlx::query_as(&format!(
-            "SELECT m.id, m.channel_id, m.key_epoch, m.body FROM messages m WHERE {ON_OLD_EPOCHS} LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql =
+            format!("SELECT {}, m.key_epoch, m.body FROM messages m WHERE {ON_OLD_EPOCHS} LIMIT $1", BoundRow::COLUMNS);
+        let rows = sealed_rows(sqlx::query_as(&sql).bind(i64::from(limit)).fetch_all(&self.pool).await?)?;
         let mut conn = self.pool.acquire().await?;
-        let needed = rows
-            .iter()
-            .filter_map(|(_, channel, epoch, _)| ChannelId::parse(channel).map(|c| (c, *epoch)))
-            .collect::<Vec<_>>();
-        let keys = self.key_map(&mut conn, needed).await?;
+        let keys = self.key_map(&mut conn, needed_keys(&rows)).await?;
         let (mut resealed, mut unreadable) = (0, 0);
-        for (id, channel, epoch, sealed) in rows {
-            let channel = ChannelId::parse(&channel).ok_or(StoreError::Corrupt("message channel"))?;
-            let message = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
-            let body = keys
-                .get(&(channel.clone(), epoch))
-                .and_then(|key| Vault::open_body(key, &channel, &message, epoch, &sealed));
+        for (row, epoch, sealed) in rows {
+            let binding = row.binding();
+            let body =
+                keys.get(&(row.channel.clone(), epoch)).and_then(|key| Vault::open_body(key, &binding, epoch, &sealed));
             let Some(body) = body else {
                 unreadable += 1;
                 continue;
             };
-            let key = self.active_key(&channel, at).await?;
+            let key = self.active_key(&row.channel, at).await?;
             // Only if untouched meanwhile: an edit re-seals under the active key itself.
-            let done = sqlx::query("UPDATE messages SET body = $1, key_epoch = $2 WHERE id = $3 AND key_epoch = $4")
-                .bind(Vault::seal_body(&key, &channel, &message, &body))
-                .bind(key.epoch)
-                .bind(message.as_str())
-                .bind(epoch)
-                .execute(&mut *conn)
-                .await?;
+            let done = sqlx::query(
+                "UPDATE messages SET body = $1, key_epoch = $2
+                 WHERE id = $3 AND key_epoch = $4 AND edit_count = $5 AND aad_version = $6",
+            )
+            .bind(Vault::seal_body(&key, &binding, &body))
+            .bind(key.epoch)
+            .bind(row.message.as_str())
+            .bind(epoch)
+            .bind(row.edit_count)
+            .bind(BODY_AAD_CURRENT)
+            .execute(&mut *conn)
+            .await?;
             resealed += done.rows_affected();
         }
         let remaining: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM messages m WHERE {ON_OLD_EPOCHS}"))

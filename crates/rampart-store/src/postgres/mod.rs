@@ -49,6 +49,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "files", include_str!("../../migrations/postgres/0004_files.sql")),
     (5, "audit", include_str!("../../migrations/postgres/0005_audit.sql")),
     (6, "rate limits", include_str!("../../migrations/postgres/0006_rate_limits.sql")),
+    (8, "message body binding", include_str!("../../migrations/postgres/0008_body_binding.sql")),
     (10, "audit lookup indexes", include_str!("../../migrations/postgres/0010_audit_indexes.sql")),
     (12, "username skeletons", include_str!("../../migrations/postgres/0012_username_skeletons.sql")),
     (13, "private channel names", include_str!("../../migrations/postgres/0013_private_channel_names.sql")),
@@ -133,6 +134,7 @@ impl PgStore {
         let store = Self { pool, vault, blobs, search_index };
         store.check_keyring().await?;
         store.fill_username_skeletons().await?;
+        store.upgrade_body_aad().await?;
         if search_index {
             store.index_channels_without_keys().await?;
         } else {

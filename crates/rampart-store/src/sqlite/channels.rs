@@ -14,15 +14,18 @@ use super::keys::KeyMap;
 use super::search::{delete_index, insert_index, message_rowid};
 use super::SqliteStore;
 use crate::model_channels::*;
-use crate::shared::index_rows;
-use crate::shared::{channel_seqs, open_sealed_body, parse_id};
-use crate::vault::Vault;
+use crate::shared::{channel_seqs, edit_binding, index_rows, new_binding, open_sealed_body, parse_id, SealedBody};
+use crate::vault::{BodyBinding, Vault, BODY_AAD_CURRENT};
 use crate::{ChannelStore, StoreError, StoreResult};
 
 const CHANNEL_COLUMNS: &str = "c.id, c.kind, c.name, c.topic, c.created_by, c.created_at, c.archived, c.last_seq";
+/// The message columns, and what checking a body's binding needs: the edit counter and AAD version
+/// the row claims, and the edits the event log records for it (which a row put back from before
+/// an edit, with its old counter, cannot match; `events_edits` indexes the count).
 pub(crate) const MESSAGE_COLUMNS: &str =
     "m.id, m.channel_id, m.seq, m.sender_id, m.body, m.key_epoch, m.legacy_body, m.thread_id, \
-     m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count";
+     m.client_id, m.created_at, m.edited_at, m.deleted, m.reply_count, m.edit_count, m.aad_version, \
+     (SELECT COUNT(*) FROM events ev WHERE ev.message_id = m.id AND ev.kind = 'message.edited') AS edit_events";
 
 fn channel_from_row(row: &SqliteRow) -> StoreResult<ChannelRecord> {
     let id: String = row.try_get("id")?;
@@ -50,14 +53,21 @@ fn sealing_key(row: &SqliteRow) -> Option<(ChannelId, i64)> {
 /// whether it failed its integrity check — then the body is withheld and the read goes on.
 fn open_row_body(
     row: &SqliteRow,
-    id: &MessageId,
-    channel: &ChannelId,
+    binding: &BodyBinding<'_>,
     keys: &KeyMap,
 ) -> StoreResult<(Option<MessageBody>, bool)> {
     let sealed: Option<Vec<u8>> = row.try_get("body")?;
     let epoch: Option<i64> = row.try_get("key_epoch")?;
     match (sealed, epoch) {
-        (Some(sealed), Some(epoch)) => Ok(open_sealed_body(keys, channel, id, epoch, &sealed)),
+        (Some(sealed), Some(epoch)) => {
+            let stored = SealedBody {
+                sealed,
+                epoch,
+                aad_version: row.try_get("aad_version")?,
+                edit_events: row.try_get("edit_events")?,
+            };
+            Ok(open_sealed_body(keys, binding, &stored))
+        }
         _ => Ok((row.try_get::<Option<String>, _>("legacy_body")?.map(MessageBody::from_stored), false)),
     }
 }
@@ -72,17 +82,28 @@ fn message_from_row(row: &SqliteRow, keys: &KeyMap) -> StoreResult<Option<Messag
     let sender_id: String = row.try_get("sender_id")?;
     let id = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
     let channel_id = ChannelId::parse(&channel_id).ok_or(StoreError::Corrupt("message channel"))?;
-    let (body, unreadable) = open_row_body(row, &id, &channel_id, keys)?;
+    let sender_id = UserId::parse(&sender_id).ok_or(StoreError::Corrupt("message sender"))?;
+    let thread_id = parse_id(row.try_get("thread_id")?, MessageId::parse, "thread id")?;
+    let created_at = Timestamp(row.try_get("created_at")?);
+    let binding = BodyBinding {
+        channel: &channel_id,
+        message: &id,
+        sender: &sender_id,
+        thread: thread_id.as_ref(),
+        created_at,
+        edit_count: row.try_get("edit_count")?,
+    };
+    let (body, unreadable) = open_row_body(row, &binding, keys)?;
     Ok(Some(MessageRecord {
         id,
         channel_id,
         seq: row.try_get("seq")?,
-        sender_id: UserId::parse(&sender_id).ok_or(StoreError::Corrupt("message sender"))?,
+        sender_id,
         body,
         unreadable,
-        thread_id: parse_id(row.try_get("thread_id")?, MessageId::parse, "thread id")?,
+        thread_id,
         client_id: row.try_get::<Option<String>, _>("client_id")?.map(ClientId::from_stored),
-        created_at: Timestamp(row.try_get("created_at")?),
+        created_at,
         edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(Timestamp),
         deleted: row.try_get("deleted")?,
         reply_count: row.try_get("reply_count")?,
@@ -244,27 +265,43 @@ impl SqliteStore {
             return Ok(None);
         };
         let search_keys = self.search_keys(&channel, at).await?;
-        let sealed = match body {
-            Some(body) => {
-                let key = self.active_key(&channel, at).await?;
-                Some((Vault::seal_body(&key, &channel, id, body), key.epoch, index_rows(&search_keys, body.as_str())))
-            }
+        let key = match body {
+            Some(_) => Some(self.active_key(&channel, at).await?),
             None => None,
         };
         let mut tx = self.begin_write().await?;
-        // The postings to remove are the current text's, read under the write lock.
-        let previous = self.message_in(&mut tx, id).await?;
-        let old_tokens =
-            previous.and_then(|m| m.body).map(|b| index_rows(&search_keys, b.as_str())).unwrap_or_default();
+        // The postings to remove are the current text's, read under the write lock; so are the
+        // metadata and edit counter the new body is bound to.
+        let Some(previous) = self.message_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let edit_count: i64 = sqlx::query_scalar("SELECT edit_count FROM messages WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if body.is_some() && previous.unreadable {
+            // Its metadata may be forged: an edit must not make a forged row valid again.
+            return Err(StoreError::Integrity("the message to edit"));
+        }
+        let sealed = match (body, &key) {
+            (Some(body), Some(key)) => {
+                let binding = edit_binding(&previous, edit_count + 1);
+                Some((Vault::seal_body(key, &binding, body), key.epoch, index_rows(&search_keys, body.as_str())))
+            }
+            _ => None,
+        };
+        let old_tokens = previous.body.map(|b| index_rows(&search_keys, b.as_str())).unwrap_or_default();
         let rowid = message_rowid(&mut tx, id).await?;
         let new_tokens = sealed.as_ref().map(|(_, _, tokens)| tokens.clone());
         let (update, kind) = match sealed {
             Some((sealed, epoch, _)) => (
                 sqlx::query(
-                    "UPDATE messages SET body = ?, key_epoch = ?, legacy_body = NULL, edited_at = ? WHERE id = ? AND deleted = 0",
+                    "UPDATE messages SET body = ?, key_epoch = ?, legacy_body = NULL, edit_count = edit_count + 1,
+                     aad_version = ?, edited_at = ? WHERE id = ? AND deleted = 0",
                 )
                 .bind(sealed)
-                .bind(epoch),
+                .bind(epoch)
+                .bind(BODY_AAD_CURRENT),
                 EventKind::MessageEdited,
             ),
             None => (
@@ -564,14 +601,14 @@ impl ChannelStore for SqliteStore {
         // back means a repeated client id, a thread that is not a top-level message of this
         // channel, or a missing channel — told apart below (rare).
         let key = self.active_key(&message.channel_id, message.created_at).await?;
-        let sealed = Vault::seal_body(&key, &message.channel_id, &message.id, &message.body);
+        let sealed = Vault::seal_body(&key, &new_binding(message), &message.body);
         let search_keys = self.search_keys(&message.channel_id, message.created_at).await?;
         let index = index_rows(&search_keys, message.body.as_str());
         let one_statement = message.files.is_empty() && index.len() <= super::TOKEN_SLOTS;
         let carried: Option<Vec<u8>> = (one_statement && !index.is_empty()).then(|| index.concat());
         let insert = sqlx::query_as(
-            "INSERT INTO messages (id, channel_id, seq, sender_id, body, key_epoch, thread_id, client_id, created_at, index_tokens)
-             SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?8, ?5, ?6, ?7, ?9 FROM channels c
+            "INSERT INTO messages (id, channel_id, seq, sender_id, body, key_epoch, thread_id, client_id, created_at, index_tokens, aad_version)
+             SELECT ?1, c.id, c.last_seq + 1, ?3, ?4, ?8, ?5, ?6, ?7, ?9, ?10 FROM channels c
              WHERE c.id = ?2 AND (?5 IS NULL OR EXISTS
                (SELECT 1 FROM messages p WHERE p.id = ?5 AND p.channel_id = ?2 AND p.thread_id IS NULL))
              ON CONFLICT DO NOTHING
@@ -585,7 +622,8 @@ impl ChannelStore for SqliteStore {
         .bind(message.client_id.as_ref().map(ClientId::as_str))
         .bind(message.created_at.0)
         .bind(key.epoch)
-        .bind(carried);
+        .bind(carried)
+        .bind(BODY_AAD_CURRENT);
         let (seq, files) = if one_statement {
             let mut writer = self.write_turn().await;
             let inserted: Option<(i64, i64)> = insert.fetch_optional(&mut *writer).await?;

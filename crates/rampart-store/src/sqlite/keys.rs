@@ -8,13 +8,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{Row, SqliteConnection};
 
-use rampart_core::{ChannelId, MessageId, Timestamp};
+use rampart_core::{ChannelId, Timestamp};
 use rampart_crypto::Keyring;
 
 use super::SqliteStore;
-use crate::vault::{ActiveKey, DataKeyRow, Vault};
+use crate::shared::{legacy_seal, needed_keys, reseal_legacy_aad, sealed_rows, BoundRow, BODY_AAD_UPGRADE};
+use crate::vault::{ActiveKey, DataKeyRow, Vault, BODY_AAD_CURRENT, BODY_AAD_LEGACY};
 use crate::{KekState, KekStatus, KeyStatus, KeyStore, ReencryptProgress, StoreError, StoreResult};
 
+/// A data key a re-key replaced: not wrapped by the active KEK, and not its channel's newest.
+const REPLACED_DATA_KEY: &str = "kek_version <> (SELECT version FROM kek_versions WHERE state = 'active')
+     AND epoch < (SELECT MAX(d.epoch) FROM data_keys d WHERE d.channel_id = data_keys.channel_id)";
+/// A data key that still seals a message body or a file.
+const STILL_SEALING: &str =
+    "(EXISTS (SELECT 1 FROM messages m WHERE m.channel_id = data_keys.channel_id AND m.key_epoch = data_keys.epoch)
+     OR EXISTS (SELECT 1 FROM files f WHERE f.channel_id = data_keys.channel_id AND f.key_epoch = data_keys.epoch))";
 /// Tries at finding or making a channel's active key before giving up (each lost race to a
 /// concurrent writer costs one).
 const ACTIVE_KEY_ATTEMPTS_MAX: usize = 4;
@@ -182,37 +190,38 @@ impl SqliteStore {
     pub(crate) async fn seal_legacy_bodies(&self) -> StoreResult<u64> {
         let mut sealed = 0u64;
         loop {
-            let rows: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT id, channel_id, legacy_body FROM messages WHERE legacy_body IS NOT NULL LIMIT ?",
-            )
-            .bind(LEGACY_SEAL_BATCH_MAX)
-            .fetch_all(&self.pool)
-            .await?;
+            // The clear text read as bytes in the place of a sealed body (and no epoch yet).
+            let sql = format!(
+                "SELECT {}, 0, CAST(m.legacy_body AS BLOB) FROM messages m WHERE m.legacy_body IS NOT NULL LIMIT ?",
+                BoundRow::COLUMNS
+            );
+            let rows = sealed_rows(sqlx::query_as(&sql).bind(LEGACY_SEAL_BATCH_MAX).fetch_all(&self.pool).await?)?;
             if rows.is_empty() {
                 break;
             }
             // Keys first: making one writes, which must not wait behind this batch's transaction.
             let mut keys: HashMap<ChannelId, ActiveKey> = HashMap::new();
-            for (_, channel, _) in &rows {
-                let channel = ChannelId::parse(channel).ok_or(StoreError::Corrupt("message channel"))?;
-                if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(channel) {
+            for (row, _, _) in &rows {
+                if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(row.channel.clone()) {
                     let key = self.active_key(slot.key(), now()).await?;
                     slot.insert(key);
                 }
             }
             let mut tx = self.begin_write().await?;
-            for (id, channel, body) in rows {
-                let channel = ChannelId::parse(&channel).ok_or(StoreError::Corrupt("message channel"))?;
-                let message = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
-                let key = keys.get(&channel).ok_or(StoreError::Corrupt("message channel"))?;
-                let body = rampart_core::validate::MessageBody::from_stored(body);
-                let sealed_body = Vault::seal_body(key, &channel, &message, &body);
-                sqlx::query("UPDATE messages SET body = ?, key_epoch = ?, legacy_body = NULL WHERE id = ?")
-                    .bind(sealed_body)
-                    .bind(key.epoch)
-                    .bind(message.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+            for (row, _, clear) in rows {
+                let key = keys.get(&row.channel).ok_or(StoreError::Corrupt("message channel"))?;
+                let clear = String::from_utf8(clear).map_err(|_| StoreError::Corrupt("a clear message body"))?;
+                let body = rampart_core::validate::MessageBody::from_stored(clear);
+                let sealed_body = Vault::seal_body(key, &row.binding(), &body);
+                sqlx::query(
+                    "UPDATE messages SET body = ?, key_epoch = ?, aad_version = ?, legacy_body = NULL WHERE id = ?",
+                )
+                .bind(sealed_body)
+                .bind(key.epoch)
+                .bind(BODY_AAD_CURRENT)
+                .bind(row.message.as_str())
+                .execute(&mut *tx)
+                .await?;
                 sealed += 1;
             }
             tx.commit().await?;
@@ -222,6 +231,92 @@ impl SqliteStore {
             tracing::info!(messages = sealed, "sealed message bodies stored in clear before encryption at rest");
         }
         Ok(sealed)
+    }
+}
+
+impl SqliteStore {
+    /// Re-seals every body still sealed under AAD version 1 (channel, row and epoch only) under the
+    /// current version, which binds its sender, thread, creation time and edit counter too. Runs at
+    /// open while the upgrade is pending (migration 0011 marks it so when it finds messages), in
+    /// batches: an open cut short resumes at the next. Once done, a version-1 body is refused.
+    pub(crate) async fn upgrade_body_aad(&self) -> StoreResult<u64> {
+        let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM upgrades_pending WHERE name = ?)")
+            .bind(BODY_AAD_UPGRADE)
+            .fetch_one(&self.pool)
+            .await?;
+        if !pending {
+            return Ok(0);
+        }
+        let (mut resealed, mut unreadable, mut after) = (0u64, 0u64, String::new());
+        loop {
+            let sql = format!(
+                "SELECT {}, m.key_epoch, m.body FROM messages m
+                 WHERE m.aad_version = ? AND m.body IS NOT NULL AND m.id > ? ORDER BY m.id LIMIT ?",
+                BoundRow::COLUMNS
+            );
+            let rows = sqlx::query_as(&sql)
+                .bind(BODY_AAD_LEGACY)
+                .bind(&after)
+                .bind(LEGACY_SEAL_BATCH_MAX)
+                .fetch_all(&self.pool)
+                .await?;
+            let rows = sealed_rows(rows)?;
+            let Some((last, _, _)) = rows.last() else { break };
+            after = last.message.as_str().to_owned();
+            let mut conn = self.pool.acquire().await?;
+            let keys = self.key_map(&mut conn, needed_keys(&rows)).await?;
+            drop(conn);
+            let (batch, failed) = reseal_legacy_aad(&keys, &rows);
+            unreadable += failed;
+            let mut tx = self.begin_write().await?;
+            for (message, sealed) in batch {
+                let done =
+                    sqlx::query("UPDATE messages SET body = ?, aad_version = ? WHERE id = ? AND aad_version = ?")
+                        .bind(sealed)
+                        .bind(BODY_AAD_CURRENT)
+                        .bind(message.as_str())
+                        .bind(BODY_AAD_LEGACY)
+                        .execute(&mut *tx)
+                        .await?;
+                resealed += done.rows_affected();
+            }
+            tx.commit().await?;
+        }
+        sqlx::query("DELETE FROM upgrades_pending WHERE name = ?").bind(BODY_AAD_UPGRADE).execute(&self.pool).await?;
+        tracing::info!(
+            resealed,
+            unreadable,
+            "message bodies re-sealed under AAD version 2 (sender, thread, time and edit counter bound)"
+        );
+        Ok(resealed)
+    }
+
+    /// Turns every body back into what the release before AAD version 2 wrote (sealed under
+    /// version 1, the upgrade pending). Only for the tests of that upgrade.
+    #[doc(hidden)]
+    pub async fn seal_as_before_body_binding(&self) -> StoreResult<u64> {
+        let sql = format!("SELECT {}, m.key_epoch, m.body FROM messages m WHERE m.body IS NOT NULL", BoundRow::COLUMNS);
+        let rows = sealed_rows(sqlx::query_as(&sql).fetch_all(&self.pool).await?)?;
+        let mut conn = self.pool.acquire().await?;
+        let keys = self.key_map(&mut conn, needed_keys(&rows)).await?;
+        drop(conn);
+        let mut tx = self.begin_write().await?;
+        let mut done = 0;
+        for (message, sealed) in legacy_seal(&keys, &rows) {
+            sqlx::query("UPDATE messages SET body = ?, aad_version = ? WHERE id = ?")
+                .bind(sealed)
+                .bind(BODY_AAD_LEGACY)
+                .bind(message.as_str())
+                .execute(&mut *tx)
+                .await?;
+            done += 1;
+        }
+        sqlx::query("INSERT OR IGNORE INTO upgrades_pending (name) VALUES (?)")
+            .bind(BODY_AAD_UPGRADE)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done)
     }
 }
 
@@ -376,40 +471,50 @@ impl KeyStore for SqliteStore {
         Ok(started)
     }
 
+    async fn destroy_replaced_data_keys(&self) -> StoreResult<(u64, u64)> {
+        let destroyed =
+            sqlx::query(&format!("DELETE FROM data_keys WHERE {REPLACED_DATA_KEY} AND NOT {STILL_SEALING}"))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        let kept: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM data_keys WHERE {REPLACED_DATA_KEY}"))
+            .fetch_one(&self.pool)
+            .await?;
+        self.vault.forget_data_keys();
+        Ok((destroyed, u64::try_from(kept).unwrap_or(0)))
+    }
+
     async fn reencrypt_messages(&self, limit: u32, at: Timestamp) -> StoreResult<ReencryptProgress> {
-        let rows: Vec<(String, String, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT m.id, m.channel_id, m.key_epoch, m.body FROM messages m WHERE m.body IS NOT NULL
+        let sql = format!(
+            "SELECT {}, m.key_epoch, m.body FROM messages m WHERE m.body IS NOT NULL
              AND m.key_epoch < (SELECT MAX(epoch) FROM data_keys d WHERE d.channel_id = m.channel_id) LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+            BoundRow::COLUMNS
+        );
+        let rows = sealed_rows(sqlx::query_as(&sql).bind(i64::from(limit)).fetch_all(&self.pool).await?)?;
         let mut conn = self.pool.acquire().await?;
-        let needed = rows
-            .iter()
-            .filter_map(|(_, channel, epoch, _)| ChannelId::parse(channel).map(|c| (c, *epoch)))
-            .collect::<Vec<_>>();
-        let keys = self.key_map(&mut conn, needed).await?;
+        let keys = self.key_map(&mut conn, needed_keys(&rows)).await?;
         let (mut resealed, mut unreadable) = (0, 0);
-        for (id, channel, epoch, sealed) in rows {
-            let channel = ChannelId::parse(&channel).ok_or(StoreError::Corrupt("message channel"))?;
-            let message = MessageId::parse(&id).ok_or(StoreError::Corrupt("message id"))?;
-            let body = keys
-                .get(&(channel.clone(), epoch))
-                .and_then(|key| Vault::open_body(key, &channel, &message, epoch, &sealed));
+        for (row, epoch, sealed) in rows {
+            let binding = row.binding();
+            let body =
+                keys.get(&(row.channel.clone(), epoch)).and_then(|key| Vault::open_body(key, &binding, epoch, &sealed));
             let Some(body) = body else {
                 unreadable += 1;
                 continue;
             };
-            let key = self.active_key(&channel, at).await?;
+            let key = self.active_key(&row.channel, at).await?;
             // Only if untouched meanwhile: an edit re-seals under the active key itself.
-            let done = sqlx::query("UPDATE messages SET body = ?, key_epoch = ? WHERE id = ? AND key_epoch = ?")
-                .bind(Vault::seal_body(&key, &channel, &message, &body))
-                .bind(key.epoch)
-                .bind(message.as_str())
-                .bind(epoch)
-                .execute(&mut *conn)
-                .await?;
+            let done = sqlx::query(
+                "UPDATE messages SET body = ?, key_epoch = ? WHERE id = ? AND key_epoch = ? AND edit_count = ? AND aad_version = ?",
+            )
+            .bind(Vault::seal_body(&key, &binding, &body))
+            .bind(key.epoch)
+            .bind(row.message.as_str())
+            .bind(epoch)
+            .bind(row.edit_count)
+            .bind(BODY_AAD_CURRENT)
+            .execute(&mut *conn)
+            .await?;
             resealed += done.rows_affected();
         }
         let remaining: i64 = sqlx::query_scalar(

@@ -48,6 +48,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "search postings", include_str!("../../migrations/sqlite/0007_search_postings.sql")),
     (8, "send in one statement", include_str!("../../migrations/sqlite/0008_send_one_statement.sql")),
     (9, "rate limits", include_str!("../../migrations/sqlite/0009_rate_limits.sql")),
+    (11, "message body binding", include_str!("../../migrations/sqlite/0011_body_binding.sql")),
     (15, "username skeletons", include_str!("../../migrations/sqlite/0015_username_skeletons.sql")),
     (16, "private channel names", include_str!("../../migrations/sqlite/0016_private_channel_names.sql")),
 ];
@@ -185,6 +186,7 @@ impl SqliteStore {
         store.check_keyring().await?;
         store.fill_username_skeletons().await?;
         store.seal_legacy_bodies().await?;
+        store.upgrade_body_aad().await?;
         store.index_channels_without_keys().await?;
         Ok(store)
     }

@@ -35,7 +35,8 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
             println!("data keys (channel epochs): {}", status.data_keys);
             println!("messages sealed under an older epoch: {}", status.messages_on_old_epochs);
         }
-        KeysCommand::RotateKek => {
+        KeysCommand::RotateKek { rekey: true } => rekey(&app).await?,
+        KeysCommand::RotateKek { rekey: false } => {
             let mut report = |rewrapped: u64| {
                 eprint!("\rre-wrapped {rewrapped} data keys");
                 let _ = std::io::stderr().flush();
@@ -71,6 +72,55 @@ pub async fn run(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 println!("{} messages failed their integrity check and were left as they are", done.unreadable);
             }
         }
+    }
+    Ok(())
+}
+
+/// `rotate-kek --rekey`: the full re-key, with a progress bar on stderr when it is a terminal.
+async fn rekey(app: &rampart_app::App) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use rampart_app::RekeyStep;
+    use std::io::IsTerminal;
+
+    let bar = ProgressBar::with_draw_target(
+        Some(1),
+        if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    let style = ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} ({elapsed})")
+        .map_err(|e| anyhow::anyhow!("progress bar: {e}"))?
+        .progress_chars("=> ");
+    bar.set_style(style);
+    let mut report = |step: RekeyStep, done: u64, to_go_or_total: u64| {
+        let (message, total) = match step {
+            RekeyStep::NewEpochs => ("new data keys for every channel", to_go_or_total),
+            RekeyStep::Reencrypt => ("re-sealing messages", done + to_go_or_total),
+            RekeyStep::Search => ("rebuilding search indexes", to_go_or_total),
+            RekeyStep::Destroy => ("destroying the old keys", to_go_or_total),
+        };
+        bar.set_message(message);
+        bar.set_length(total.max(1));
+        bar.set_position(done);
+    };
+    let done = app.rekey(&mut report).await.map_err(|e| anyhow::anyhow!("re-key failed (run it again to finish): {e}"));
+    bar.finish_and_clear();
+    let done = done?;
+    let from = done.kek.from.map_or_else(|| "none".to_owned(), |v| v.to_string());
+    println!("re-keyed: KEK version {from} -> {}", done.kek.to);
+    println!("new data-key epochs: {} channels", done.epochs_started);
+    println!("messages re-sealed: {}", done.reencrypted.resealed);
+    println!("search indexes rebuilt: {} channels", done.search_channels);
+    println!("old data keys destroyed: {}", done.data_keys_destroyed);
+    for version in &done.kek.retired {
+        println!("KEK version {version} retired; its file was deleted from key_dir");
+    }
+    if done.reencrypted.unreadable > 0 {
+        println!("{} messages failed their integrity check and were left as they are", done.reencrypted.unreadable);
+    }
+    if done.data_keys_kept > 0 {
+        println!(
+            "{} old data keys still seal files or unreadable messages; they were re-wrapped under the new KEK, not destroyed",
+            done.data_keys_kept
+        );
     }
     Ok(())
 }

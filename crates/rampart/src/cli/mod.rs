@@ -137,7 +137,18 @@ pub enum KeysCommand {
     /// The active KEK, KEK versions and the data keys each wraps, channels and epochs.
     Status,
     /// Make a new KEK, re-wrap every data key under it, and retire (delete) the old one.
-    RotateKek,
+    ///
+    /// This answers a lost or leaked KEK file while the database stayed safe. If a copy of the
+    /// database may be in other hands as well, add --rekey.
+    RotateKek {
+        /// Full re-key after a compromise: besides the new KEK, a new data key (epoch) for every
+        /// channel, every message re-sealed under it, every search index rebuilt under a new
+        /// search key, then the old data keys destroyed and the old KEK retired — so an old copy of
+        /// the database with the old KEK opens nothing current. Runs while the server serves;
+        /// interrupted, run it again to finish. Shows a progress bar on a terminal.
+        #[arg(long)]
+        rekey: bool,
+    },
     /// Start a new data-key epoch now, for one channel or every channel.
     RotateDek {
         /// The channel; every channel when left out.

@@ -264,3 +264,104 @@ fn a_literal_secret_in_the_config_is_refused_with_the_fix() {
     assert!(!stderr.contains("hunter2-secret"), "the secret is not repeated: {stderr}");
     assert_eq!(stderr.lines().count(), 1);
 }
+
+/// Texts found by `GET /api/v1/search?q=…` for `user`.
+async fn found(server: &Server, user: &crate::support::User, word: &str) -> Vec<String> {
+    let response = server.get_json(user, &format!("/api/v1/search?q={word}")).await;
+    assert_eq!(response.status(), 200);
+    let page: Value = response.json().await.expect("json");
+    page["results"].as_array().expect("results").iter().filter_map(|m| m["body"].as_str().map(str::to_owned)).collect()
+}
+
+/// Counts rows of `sql` over the current database with the pre-re-key copy attached as `old`.
+async fn count_against_old_copy(current: &Path, old: &Path, sql: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", current.display())).await.expect("db");
+    sqlx::query("ATTACH DATABASE ? AS old").bind(old.display().to_string()).execute(&mut conn).await.expect("attach");
+    sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rekey_cut_short_then_finished_leaves_an_old_copy_and_the_old_kek_opening_nothing_current() {
+    let server = Server::start();
+    let alice = server.user("member").await;
+    let channel = server.channel(&alice, "public").await;
+    let other = server.channel(&alice, "private").await;
+    for i in 0..6 {
+        server.say(&alice, &channel, &format!("pelican {i}")).await;
+    }
+    server.say(&alice, &other, "cormorant in the private channel").await;
+    assert_eq!(found(&server, &alice, "cormorant").await.len(), 1);
+
+    // What an attacker took before the re-key: a copy of the database and the KEK file.
+    let stolen = tempfile::tempdir().expect("temp dir");
+    let checkpoint = server.rampart(&["keys", "status"]);
+    assert!(checkpoint.status.success());
+    for name in ["rampart.db", "rampart.db-wal"] {
+        let from = server.dirs.data().join(name);
+        if from.exists() {
+            std::fs::copy(&from, stolen.path().join(name)).expect("copy the database");
+        }
+    }
+    std::fs::copy(server.dirs.keys().join("kek-1.key"), stolen.path().join("kek-1.key")).expect("copy the KEK");
+
+    // A re-key killed half way (while it waits for servers to take up the new epochs)...
+    let mut first = deployment_command(&server.dirs, &server.config, &["keys", "rotate-kek", "--rekey"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the re-key");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.dirs.keys().join("kek-2.key").exists() {
+        assert!(std::time::Instant::now() < deadline, "the re-key made its new KEK");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    first.kill().expect("kill");
+    first.wait().expect("reap");
+    let status = String::from_utf8_lossy(&server.rampart(&["keys", "status"]).stdout).to_string();
+    assert!(status.contains("version 1: retiring"), "cut short before the old KEK went: {status}");
+    // ...while the server keeps serving...
+    server.say(&alice, &channel, "pelican during the re-key").await;
+    // ...is finished by running it again.
+    let again = server.rampart(&["keys", "rotate-kek", "--rekey"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let said = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(said.contains("KEK version 1 retired") && said.contains("KEK version 2 retired"), "{said}");
+    assert!(again.stderr.is_empty() || !String::from_utf8_lossy(&again.stderr).contains('\r'), "no bar off a terminal");
+
+    // Every message and search still work.
+    let bodies: Vec<String> =
+        history(&server, &alice, &channel).await.iter().filter_map(|m| m["body"].as_str().map(str::to_owned)).collect();
+    let mut expected: Vec<String> = (0..6).map(|i| format!("pelican {i}")).collect();
+    expected.push("pelican during the re-key".to_owned());
+    assert_eq!(bodies, expected);
+    assert_eq!(found(&server, &alice, "pelican").await.len(), 7);
+    assert_eq!(found(&server, &alice, "cormorant").await, ["cormorant in the private channel"]);
+
+    // The old KEK unwraps only the old copy's keys, and none of them seals anything current.
+    assert!(!server.dirs.keys().join("kek-1.key").exists() && !server.dirs.keys().join("kek-2.key").exists());
+    let current = server.dirs.data().join("rampart.db");
+    let old = stolen.path().join("rampart.db");
+    let checks = [
+        ("messages sealed under a data key of the old copy", "SELECT COUNT(*) FROM messages m JOIN old.data_keys d ON d.channel_id = m.channel_id AND d.epoch = m.key_epoch"),
+        ("data keys of the old copy still present", "SELECT COUNT(*) FROM data_keys k JOIN old.data_keys d ON d.channel_id = k.channel_id AND d.epoch = k.epoch"),
+        ("search keys of the old copy still present", "SELECT COUNT(*) FROM search_keys k JOIN old.search_keys s ON s.channel_id = k.channel_id AND s.version = k.version"),
+        ("keys wrapped by a KEK other than the active one", "SELECT (SELECT COUNT(*) FROM data_keys WHERE kek_version <> 3) + (SELECT COUNT(*) FROM search_keys WHERE kek_version <> 3)"),
+        ("old data key material left in any row", "SELECT COUNT(*) FROM data_keys k JOIN old.data_keys d ON d.wrapped = k.wrapped"),
+    ];
+    for (what, sql) in checks {
+        assert_eq!(count_against_old_copy(&current, &old, sql).await, 0, "{what}");
+    }
+    assert!(
+        count_against_old_copy(&current, &old, "SELECT COUNT(*) FROM old.data_keys").await > 0,
+        "the check sees the copy"
+    );
+    // The record may still be in the audit log's WAL.
+    let audit: Vec<u8> = ["audit.db", "audit.db-wal"]
+        .iter()
+        .flat_map(|name| std::fs::read(server.dirs.audit().join(name)).unwrap_or_default())
+        .collect();
+    assert!(audit.windows(10).any(|w| w == b"keys.rekey"), "the re-key is audited");
+}

@@ -478,6 +478,9 @@ impl App {
                 rampart_store::StoreError::SearchDisabled => {
                     AppError::from(FieldError::new("q", "Search is turned off on this server."))
                 }
+                rampart_store::StoreError::SearchTooBroad => {
+                    AppError::from(FieldError::new("q", rampart_core::search::QueryError::TooManyChannels.to_string()))
+                }
                 other => other.into(),
             })?;
         Ok((page.messages, page.next.as_ref().map(format_cursor)))

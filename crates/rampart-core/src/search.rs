@@ -21,7 +21,16 @@ pub const PREFIX_LENGTHS: [usize; 2] = [3, 6];
 /// Words longer than this are indexed by their first `WORD_CHARS_MAX` characters only.
 pub const WORD_CHARS_MAX: usize = 64;
 /// Terms (words, phrases, prefixes) in one query.
-pub const QUERY_TERMS_MAX: usize = 16;
+pub const QUERY_TERMS_MAX: usize = 32;
+/// Index tokens of one query looked up in the blind index: the rarest drives the scan, the others
+/// are point lookups per candidate. A query's further tokens (a long CJK run has one bigram per
+/// character) are checked against the opened text only, so results stay exact.
+pub const INDEX_TERMS_MAX: usize = 16;
+/// Blind tokens one search computes and binds, channels searched × index terms: past it fewer
+/// terms are looked up (down to one), and a search over more channels than this is refused. It
+/// bounds the statement a search sends (a token is 12 bytes: 96 KiB at most), whatever the
+/// number of channels and terms.
+pub const SEARCH_TOKENS_MAX: usize = 8_192;
 /// Characters of a query.
 pub const QUERY_CHARS_MAX: usize = 500;
 
@@ -146,6 +155,8 @@ pub enum QueryError {
     TooManyTerms,
     #[error("A prefix search needs at least {PREFIX_CHARS_MIN} letters before the *.")]
     PrefixTooShort,
+    #[error("A search covers at most {SEARCH_TOKENS_MAX} channels; narrow it with in:#channel or channel_id.")]
+    TooManyChannels,
 }
 
 impl SearchQuery {
@@ -209,6 +220,20 @@ impl SearchQuery {
             }
         }
         tokens
+    }
+
+    /// The index tokens to look up when searching `channels` channels: at most
+    /// `INDEX_TERMS_MAX`, and at most `SEARCH_TOKENS_MAX / channels`, taken evenly spread over the
+    /// required ones (sorted, so the choice is stable). Err when even one token per channel is
+    /// over `SEARCH_TOKENS_MAX`.
+    pub fn index_lookup_tokens(&self, channels: usize) -> Result<Vec<(TokenKind, String)>, QueryError> {
+        if channels > SEARCH_TOKENS_MAX {
+            return Err(QueryError::TooManyChannels);
+        }
+        let required: Vec<(TokenKind, String)> = self.required_tokens().into_iter().collect();
+        let wanted = required.len().min(INDEX_TERMS_MAX).min(SEARCH_TOKENS_MAX / channels.max(1));
+        // Strictly increasing indices (wanted <= len), so the chosen tokens are distinct.
+        Ok((0..wanted).map(|i| required[i * required.len() / wanted].clone()).collect())
     }
 
     /// The exact rule: does `text` match every term?
@@ -281,6 +306,27 @@ mod tests {
         ] {
             assert_eq!(SearchQuery::parse(query).expect(query).matches(text), expected, "{query}");
         }
+    }
+
+    #[test]
+    fn index_lookups_are_bounded_by_terms_and_by_channels_times_terms() {
+        let long_cjk: String = (0..QUERY_CHARS_MAX as u32).map(|i| char::from_u32(0x4E00 + i).expect("cjk")).collect();
+        let query = SearchQuery::parse(&long_cjk).expect("parse");
+        let required = query.required_tokens();
+        assert_eq!(required.len(), QUERY_CHARS_MAX - 1, "one bigram per character but the first");
+        let one = query.index_lookup_tokens(1).expect("one channel");
+        assert_eq!(one.len(), INDEX_TERMS_MAX);
+        assert!(one.iter().all(|t| required.contains(t)));
+        assert_eq!(one.iter().collect::<BTreeSet<_>>().len(), one.len(), "distinct");
+        assert_eq!(one.first(), required.first());
+        assert_eq!(one.last(), required.iter().nth((INDEX_TERMS_MAX - 1) * required.len() / INDEX_TERMS_MAX), "spread");
+        for channels in [2, 300, 1_000, SEARCH_TOKENS_MAX] {
+            let tokens = query.index_lookup_tokens(channels).expect("bounded");
+            assert!(!tokens.is_empty() && tokens.len() * channels <= SEARCH_TOKENS_MAX, "{channels}");
+        }
+        assert_eq!(query.index_lookup_tokens(SEARCH_TOKENS_MAX + 1), Err(QueryError::TooManyChannels));
+        let short = SearchQuery::parse("osprey heron").expect("parse");
+        assert_eq!(short.index_lookup_tokens(300).expect("two").len(), 2, "a short query looks up every term");
     }
 
     #[test]

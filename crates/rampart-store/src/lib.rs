@@ -19,6 +19,7 @@ mod model_channels;
 mod model_files;
 mod model_keys;
 pub mod postgres;
+mod search_tokens;
 mod shared;
 pub mod sqlite;
 mod vault;
@@ -62,6 +63,9 @@ pub enum StoreError {
     Integrity(&'static str),
     #[error("search is turned off on this server")]
     SearchDisabled,
+    /// The search covers more channels than `search::SEARCH_TOKENS_MAX`.
+    #[error("the search covers too many channels")]
+    SearchTooBroad,
     /// A database setting is not usable (the sentence never quotes a URL).
     #[error("{0}")]
     Settings(&'static str),

@@ -6,11 +6,12 @@
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
-use rampart_core::search::{SearchQuery, TokenKind};
+use rampart_core::search::SearchQuery;
 use rampart_core::{ChannelId, MessageId, Timestamp, UserId};
-use rampart_crypto::blind::{token, SearchKey, TOKEN_BYTES};
+use rampart_crypto::blind::{SearchKey, TOKEN_BYTES};
 
 use super::PgStore;
+use crate::search_tokens::SearchTokens;
 use crate::shared::index_rows;
 use crate::vault::{search_key_aad, SearchKeys};
 use crate::{SearchCursor, SearchPage, StoreError, StoreResult};
@@ -23,6 +24,12 @@ const POSTINGS_ESTIMATE_CAP: i64 = 10_000;
 const SEARCH_BATCHES_MAX: usize = 8;
 /// Messages indexed per transaction by `rebuild`.
 const REBUILD_BATCH_MAX: i64 = 500;
+
+/// A count as PostgreSQL's `integer` (array subscripts are; counts here are bounded by
+/// `search::SEARCH_TOKENS_MAX`).
+fn sql_count(count: usize) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
+}
 
 fn token_list(tokens: &[[u8; TOKEN_BYTES]]) -> Vec<Vec<u8>> {
     tokens.iter().map(|t| t.to_vec()).collect()
@@ -222,32 +229,23 @@ impl PgStore {
         .bind(query.in_channel.as_deref())
         .fetch_all(&mut *conn)
         .await?;
-        // Each required term's tokens, one per channel (a term's token differs per channel).
-        let terms: Vec<(TokenKind, String)> = query.required_tokens().into_iter().collect();
-        let mut per_term: Vec<Vec<[u8; TOKEN_BYTES]>> = vec![Vec::new(); terms.len()];
+        let terms = query.index_lookup_tokens(channels.len()).map_err(|_| StoreError::SearchTooBroad)?;
+        let mut keys = Vec::with_capacity(channels.len());
         for id in &channels {
             let id = ChannelId::parse(id).ok_or(StoreError::Corrupt("channel id"))?;
-            let keys = match self.vault.cached_search_keys(&id) {
+            let channel_keys = match self.vault.cached_search_keys(&id) {
                 Some(keys) => keys,
                 None => self.read_search_keys(&mut conn, &id).await?,
             };
-            if let Some((_, _, key)) = keys.iter().find(|(_, active, _)| *active) {
-                for (slot, (kind, text)) in per_term.iter_mut().zip(&terms) {
-                    slot.push(token(key, kind.label(), text));
-                }
-            }
+            keys.extend(channel_keys.into_iter().find(|(_, active, _)| *active).map(|(_, _, key)| key));
         }
-        if per_term.first().is_none_or(Vec::is_empty) {
+        let mut tokens = SearchTokens::new(&terms, &keys);
+        if tokens.is_empty() {
             return Ok(SearchPage { messages: Vec::new(), next: None });
         }
         // The rarest term drives the scan; the others are checked per posting.
-        let mut order: Vec<(u64, usize)> = Vec::with_capacity(per_term.len());
-        for (index, tokens) in per_term.iter().enumerate() {
-            order.push((self.postings_estimate(&mut conn, tokens).await?, index));
-        }
-        order.sort_unstable();
-        let driver = &per_term[order[0].1];
-        let filters: Vec<&Vec<[u8; TOKEN_BYTES]>> = order[1..].iter().map(|(_, i)| &per_term[*i]).collect();
+        let postings = self.postings_estimate(&mut conn, &tokens).await?;
+        tokens.rarest_first(&postings);
 
         let mut found = Vec::new();
         let mut cursor = before.map(|c| c.rowid).unwrap_or(i64::MAX);
@@ -256,7 +254,7 @@ impl PgStore {
             if exhausted || found.len() >= limit as usize {
                 break;
             }
-            let rows = self.candidates(&mut conn, user, query, driver, &filters, cursor, limit).await?;
+            let rows = self.candidates(&mut conn, user, query, &tokens, cursor, limit).await?;
             exhausted = rows.len() < limit as usize;
             if let Some(last) = rows.last() {
                 cursor = last.try_get("message_rowid")?;
@@ -277,66 +275,64 @@ impl PgStore {
         Ok(SearchPage { messages: found.into_iter().map(|(_, m)| m).collect(), next })
     }
 
-    /// Postings of any of `tokens`, counted up to a cap: enough to tell a rare term from a common one.
-    async fn postings_estimate(&self, conn: &mut PgConnection, tokens: &[[u8; TOKEN_BYTES]]) -> StoreResult<u64> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM search_index WHERE token = ANY($1) LIMIT $2) AS capped",
+    /// Each term's postings in the searched channels, counted up to a cap: enough to tell a rare
+    /// term from a common one. One statement, the tokens bound once (`$1[channel * terms + term]`,
+    /// 1-based).
+    async fn postings_estimate(&self, conn: &mut PgConnection, tokens: &SearchTokens) -> StoreResult<Vec<u64>> {
+        let counts: Vec<i64> = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM (SELECT si.message_rowid FROM generate_series(0, $2 - 1) AS channel (n)
+                     JOIN search_index si ON si.token = $1[channel.n * $3 + term.t] LIMIT $4) AS capped)
+             FROM generate_series(1, $3) AS term (t) ORDER BY term.t",
         )
-        .bind(token_list(tokens))
+        .bind(tokens.list())
+        .bind(sql_count(tokens.channels()))
+        .bind(sql_count(tokens.terms()))
         .bind(POSTINGS_ESTIMATE_CAP)
-        .fetch_one(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(counts.into_iter().map(|count| u64::try_from(count).unwrap_or(0)).collect())
     }
 
     /// Up to `limit` messages before `before_position`, newest first, that have a posting of the
-    /// driving term and of every filter term, in channels `user` is a member of — checked here,
-    /// in the query. Each channel's driving token is read as its own backward range scan, so the
-    /// cost follows the page, not the term's frequency.
-    #[allow(clippy::too_many_arguments)]
+    /// driving term (term 1) and of every other term, in channels `user` is a member of — checked
+    /// here, in the query. Each channel's driving token is read as its own backward range scan
+    /// (`LATERAL`, once per channel), so the cost follows the page, not the term's frequency; the
+    /// other terms are point lookups of the same channel's tokens.
     async fn candidates(
         &self,
         conn: &mut PgConnection,
         user: &UserId,
         query: &SearchQuery,
-        driver: &[[u8; TOKEN_BYTES]],
-        filters: &[&Vec<[u8; TOKEN_BYTES]>],
+        tokens: &SearchTokens,
         before_position: i64,
         limit: u32,
     ) -> StoreResult<Vec<PgRow>> {
-        let mut sql: QueryBuilder<Postgres> = QueryBuilder::new("WITH hit (message_rowid) AS (");
-        for (index, token) in driver.iter().enumerate() {
-            if index > 0 {
-                sql.push(" UNION ALL ");
-            }
-            sql.push("SELECT * FROM (SELECT si.message_rowid FROM search_index si WHERE si.token = ");
-            sql.push_bind(token.to_vec());
-            sql.push(" AND si.message_rowid < ");
-            sql.push_bind(before_position);
-            for filter in filters {
-                sql.push(" AND EXISTS (SELECT 1 FROM search_index f WHERE f.message_rowid = si.message_rowid AND f.token = ANY(");
-                sql.push_bind(token_list(filter));
-                sql.push("))");
-            }
-            sql.push(" ORDER BY si.message_rowid DESC LIMIT ");
-            sql.push_bind(i64::from(limit));
-            sql.push(format!(") AS driver_{index}"));
-        }
-        sql.push(format!(
-            ") SELECT m.position AS message_rowid, {} FROM hit JOIN messages m ON m.position = hit.message_rowid
-             JOIN channel_members cm ON cm.channel_id = m.channel_id AND cm.user_id = ",
+        let sql = format!(
+            "SELECT m.position AS message_rowid, {} FROM generate_series(0, $2 - 1) AS channel (n)
+             CROSS JOIN LATERAL (
+                 SELECT si.message_rowid FROM search_index si
+                 WHERE si.token = $1[channel.n * $3 + 1] AND si.message_rowid < $4
+                   AND NOT EXISTS (SELECT 1 FROM generate_series(2, $3) AS term (t)
+                     WHERE NOT EXISTS (SELECT 1 FROM search_index f
+                       WHERE f.token = $1[channel.n * $3 + term.t] AND f.message_rowid = si.message_rowid))
+                 ORDER BY si.message_rowid DESC LIMIT $5) AS hit
+             JOIN messages m ON m.position = hit.message_rowid
+             JOIN channel_members cm ON cm.channel_id = m.channel_id AND cm.user_id = $6
+             WHERE NOT m.deleted
+               AND ($7::text IS NULL OR m.sender_id = (SELECT id FROM users WHERE username = $7))
+             ORDER BY m.position DESC LIMIT $5",
             super::channels::MESSAGE_COLUMNS
-        ));
-        sql.push_bind(user.as_str());
-        sql.push(" WHERE NOT m.deleted");
-        if let Some(from) = &query.from {
-            sql.push(" AND m.sender_id = (SELECT id FROM users WHERE username = ");
-            sql.push_bind(from.as_str());
-            sql.push(")");
-        }
-        sql.push(" ORDER BY m.position DESC LIMIT ");
-        sql.push_bind(i64::from(limit));
-        Ok(sql.build().fetch_all(&mut *conn).await?)
+        );
+        Ok(sqlx::query(&sql)
+            .bind(tokens.list())
+            .bind(sql_count(tokens.channels()))
+            .bind(sql_count(tokens.terms()))
+            .bind(before_position)
+            .bind(i64::from(limit))
+            .bind(user.as_str())
+            .bind(query.from.as_deref())
+            .fetch_all(&mut *conn)
+            .await?)
     }
 
     /// Indexes every message of `channel` under a fresh search key while the server runs, then

@@ -6,11 +6,12 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use rampart_core::search::{SearchQuery, TokenKind};
+use rampart_core::search::SearchQuery;
 use rampart_core::{ChannelId, MessageId, Timestamp, UserId};
-use rampart_crypto::blind::{token, SearchKey, TOKEN_BYTES};
+use rampart_crypto::blind::{SearchKey, TOKEN_BYTES};
 
 use super::SqliteStore;
+use crate::search_tokens::SearchTokens;
 use crate::shared::index_rows;
 use crate::vault::{search_key_aad, SearchKeys};
 use crate::{SearchCursor, SearchPage, StoreError, StoreResult};
@@ -23,6 +24,14 @@ const POSTINGS_ESTIMATE_CAP: i64 = 10_000;
 const SEARCH_BATCHES_MAX: usize = 8;
 /// Messages indexed per transaction by `rebuild`.
 const REBUILD_BATCH_MAX: i64 = 500;
+
+// A search's terms are numbered by `token_slots` (0 … 4095, migration 0008).
+const _: () = assert!(rampart_core::search::INDEX_TERMS_MAX <= 4_096);
+
+/// A count as SQLite's integer (counts here are bounded by `search::SEARCH_TOKENS_MAX`).
+fn sql_count(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
 
 /// Adds a message's postings.
 pub(crate) async fn insert_index(
@@ -218,32 +227,23 @@ impl SqliteStore {
         .bind(query.in_channel.as_deref())
         .fetch_all(&mut *conn)
         .await?;
-        // Each required term's tokens, one per channel (a term's token differs per channel).
-        let terms: Vec<(TokenKind, String)> = query.required_tokens().into_iter().collect();
-        let mut per_term: Vec<Vec<[u8; TOKEN_BYTES]>> = vec![Vec::new(); terms.len()];
+        let terms = query.index_lookup_tokens(channels.len()).map_err(|_| StoreError::SearchTooBroad)?;
+        let mut keys = Vec::with_capacity(channels.len());
         for id in &channels {
             let id = ChannelId::parse(id).ok_or(StoreError::Corrupt("channel id"))?;
-            let keys = match self.vault.cached_search_keys(&id) {
+            let channel_keys = match self.vault.cached_search_keys(&id) {
                 Some(keys) => keys,
                 None => self.read_search_keys(&mut conn, &id).await?,
             };
-            if let Some((_, _, key)) = keys.iter().find(|(_, active, _)| *active) {
-                for (slot, (kind, text)) in per_term.iter_mut().zip(&terms) {
-                    slot.push(token(key, kind.label(), text));
-                }
-            }
+            keys.extend(channel_keys.into_iter().find(|(_, active, _)| *active).map(|(_, _, key)| key));
         }
-        if per_term.first().is_none_or(Vec::is_empty) {
+        let mut tokens = SearchTokens::new(&terms, &keys);
+        if tokens.is_empty() {
             return Ok(SearchPage { messages: Vec::new(), next: None });
         }
         // The rarest term drives the scan; the others are checked per posting.
-        let mut order: Vec<(u64, usize)> = Vec::with_capacity(per_term.len());
-        for (index, tokens) in per_term.iter().enumerate() {
-            order.push((self.postings_estimate(&mut conn, tokens).await?, index));
-        }
-        order.sort_unstable();
-        let driver = &per_term[order[0].1];
-        let filters: Vec<&Vec<[u8; TOKEN_BYTES]>> = order[1..].iter().map(|(_, i)| &per_term[*i]).collect();
+        let postings = self.postings_estimate(&mut conn, &tokens).await?;
+        tokens.rarest_first(&postings);
 
         let mut found = Vec::new();
         let mut cursor = before.map(|c| c.rowid).unwrap_or(i64::MAX);
@@ -252,7 +252,7 @@ impl SqliteStore {
             if exhausted || found.len() >= limit as usize {
                 break;
             }
-            let rows = self.candidates(&mut conn, user, query, driver, &filters, cursor, limit).await?;
+            let rows = self.candidates(&mut conn, user, query, &tokens, cursor, limit).await?;
             exhausted = rows.len() < limit as usize;
             if let Some(last) = rows.last() {
                 cursor = last.try_get("message_rowid")?;
@@ -273,72 +273,70 @@ impl SqliteStore {
         Ok(SearchPage { messages: found.into_iter().map(|(_, m)| m).collect(), next })
     }
 
-    /// Postings of any of `tokens`, counted up to a cap: enough to tell a rare term from a common one.
-    async fn postings_estimate(&self, conn: &mut SqliteConnection, tokens: &[[u8; TOKEN_BYTES]]) -> StoreResult<u64> {
-        let mut sql: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM search_index WHERE token IN (");
-        let mut list = sql.separated(", ");
-        for token in tokens {
-            list.push_bind(token.to_vec());
-        }
-        sql.push(") LIMIT ");
-        sql.push_bind(POSTINGS_ESTIMATE_CAP);
-        sql.push(")");
-        let count: i64 = sql.build_query_scalar().fetch_one(&mut *conn).await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+    /// Each term's postings in the searched channels, counted up to a cap: enough to tell a rare
+    /// term from a common one. One statement, the tokens bound once.
+    async fn postings_estimate(&self, conn: &mut SqliteConnection, tokens: &SearchTokens) -> StoreResult<Vec<u64>> {
+        let counts: Vec<i64> = sqlx::query_scalar(
+            "WITH RECURSIVE channel (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM channel WHERE n + 1 < ?2)
+             SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM channel JOIN search_index si
+                     ON si.token = substr(?1, (channel.n * ?3 + term.n) * ?4 + 1, ?4) LIMIT ?5))
+             FROM token_slots term WHERE term.n < ?3 ORDER BY term.n",
+        )
+        .bind(tokens.blob())
+        .bind(sql_count(tokens.channels()))
+        .bind(sql_count(tokens.terms()))
+        .bind(sql_count(TOKEN_BYTES))
+        .bind(POSTINGS_ESTIMATE_CAP)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(counts.into_iter().map(|count| u64::try_from(count).unwrap_or(0)).collect())
     }
 
     /// Up to `limit` messages older than `before_rowid`, newest first, that have a posting of the
-    /// driving term and of every filter term, in channels `user` is a member of — checked here,
-    /// in the query. Each channel's driving token is read as its own backward range scan, so the
-    /// cost follows the page, not the term's frequency.
-    #[allow(clippy::too_many_arguments)]
+    /// driving term (term 0) and of every other term, in channels `user` is a member of — checked
+    /// here, in the query. Each channel's driving token is read as its own backward range scan
+    /// (the `IN` subquery runs once per channel), so the cost follows the page, not the term's
+    /// frequency; the other terms are point lookups of the same channel's tokens. `CROSS JOIN`
+    /// fixes the order (channels, then messages by the rowids the postings name, then the
+    /// membership check): left to itself SQLite read every message of the caller's channels.
+    /// `+m.deleted` and `+m.sender_id` keep it off the other indexes of `messages`.
     async fn candidates(
         &self,
         conn: &mut SqliteConnection,
         user: &UserId,
         query: &SearchQuery,
-        driver: &[[u8; TOKEN_BYTES]],
-        filters: &[&Vec<[u8; TOKEN_BYTES]>],
+        tokens: &SearchTokens,
         before_rowid: i64,
         limit: u32,
     ) -> StoreResult<Vec<SqliteRow>> {
-        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new("WITH hit (message_rowid) AS (");
-        for (index, token) in driver.iter().enumerate() {
-            if index > 0 {
-                sql.push(" UNION ALL ");
-            }
-            sql.push("SELECT * FROM (SELECT si.message_rowid FROM search_index si WHERE si.token = ");
-            sql.push_bind(token.to_vec());
-            sql.push(" AND si.message_rowid < ");
-            sql.push_bind(before_rowid);
-            for filter in filters {
-                sql.push(" AND EXISTS (SELECT 1 FROM search_index f WHERE f.message_rowid = si.message_rowid AND f.token IN (");
-                let mut list = sql.separated(", ");
-                for token in filter.iter() {
-                    list.push_bind(token.to_vec());
-                }
-                sql.push("))");
-            }
-            sql.push(" ORDER BY si.message_rowid DESC LIMIT ");
-            sql.push_bind(i64::from(limit));
-            sql.push(")");
-        }
-        sql.push(format!(
-            ") SELECT m.rowid AS message_rowid, {} FROM hit JOIN messages m ON m.rowid = hit.message_rowid
-             JOIN channel_members cm ON cm.channel_id = m.channel_id AND cm.user_id = ",
+        let sql = format!(
+            "WITH RECURSIVE channel (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM channel WHERE n + 1 < ?2)
+             SELECT m.rowid AS message_rowid, {} FROM channel CROSS JOIN messages m
+             CROSS JOIN channel_members cm ON cm.channel_id = m.channel_id AND cm.user_id = ?7
+             WHERE +m.deleted = 0
+               AND (?8 IS NULL OR +m.sender_id = (SELECT id FROM users WHERE username = ?8))
+               AND m.rowid IN (
+                 SELECT si.message_rowid FROM search_index si
+                 WHERE si.token = substr(?1, channel.n * ?3 * ?4 + 1, ?4) AND si.message_rowid < ?5
+                   AND NOT EXISTS (SELECT 1 FROM token_slots term WHERE term.n BETWEEN 1 AND ?3 - 1
+                     AND NOT EXISTS (SELECT 1 FROM search_index f
+                       WHERE f.token = substr(?1, (channel.n * ?3 + term.n) * ?4 + 1, ?4)
+                         AND f.message_rowid = si.message_rowid))
+                 ORDER BY si.message_rowid DESC LIMIT ?6)
+             ORDER BY m.rowid DESC LIMIT ?6",
             super::channels::MESSAGE_COLUMNS
-        ));
-        sql.push_bind(user.as_str());
-        sql.push(" WHERE m.deleted = 0");
-        if let Some(from) = &query.from {
-            sql.push(" AND m.sender_id = (SELECT id FROM users WHERE username = ");
-            sql.push_bind(from.as_str());
-            sql.push(")");
-        }
-        sql.push(" ORDER BY m.rowid DESC LIMIT ");
-        sql.push_bind(i64::from(limit));
-        Ok(sql.build().fetch_all(&mut *conn).await?)
+        );
+        Ok(sqlx::query(&sql)
+            .bind(tokens.blob())
+            .bind(sql_count(tokens.channels()))
+            .bind(sql_count(tokens.terms()))
+            .bind(sql_count(TOKEN_BYTES))
+            .bind(before_rowid)
+            .bind(i64::from(limit))
+            .bind(user.as_str())
+            .bind(query.from.as_deref())
+            .fetch_all(&mut *conn)
+            .await?)
     }
 
     /// Indexes every message of `channel` under a fresh search key while the server runs, then

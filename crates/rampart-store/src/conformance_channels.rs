@@ -228,6 +228,10 @@ pub async fn edits_and_deletes_rewrite_the_log(store: &dyn Backend) {
         .expect("edited");
     assert_eq!(edited.kind, EventKind::MessageEdited);
     assert_eq!(edited.seq, 3);
+    // The event carries the new text, as every member's client shows it live.
+    let shown = edited.message.as_ref().expect("message");
+    assert!(!shown.unreadable, "an edit's own event reads its new body");
+    assert_eq!(shown.body.as_ref().map(|b| b.as_str()), Some("revised plan"));
     let deleted = store.delete_message(&new.id, NOW.plus_ms(2)).await.expect("delete").expect("deleted");
     assert_eq!(deleted.kind, EventKind::MessageDeleted);
     let tombstone = deleted.message.expect("message");

@@ -228,14 +228,17 @@ impl SqliteStore {
     async fn message_event(
         &self,
         conn: &mut SqliteConnection,
+        channel: &ChannelId,
         message: &MessageId,
         kind: EventKind,
         at: Timestamp,
     ) -> StoreResult<Option<EventRecord>> {
+        let seq = append_event(conn, channel, kind, Some(message), None, at).await?;
+        // Read after the event is written: a body's edit counter is checked against the edit
+        // events, this one included.
         let Some(current) = self.message_in(conn, message).await? else {
             return Ok(None);
         };
-        let seq = append_event(conn, &current.channel_id, kind, Some(message), None, at).await?;
         Ok(Some(EventRecord {
             channel_id: current.channel_id.clone(),
             seq,
@@ -326,7 +329,7 @@ impl SqliteStore {
                 insert_index(&mut tx, rowid, tokens).await?;
             }
         }
-        let event = self.message_event(&mut tx, id, kind, at).await?;
+        let event = self.message_event(&mut tx, &channel, id, kind, at).await?;
         tx.commit().await?;
         super::files::remove_blobs(self, &removed_files);
         Ok(event)

@@ -100,12 +100,6 @@ impl App {
         self.raise_all(alerts).await
     }
 
-    /// An export (or bulk download) by `actor`.
-    pub(crate) async fn detect_export(&self, actor: &str) -> Result<(), AppError> {
-        let alert = self.inner.alerts.detectors.lock().unwrap_or_else(|p| p.into_inner()).exported(actor, now());
-        self.raise_all(alert.into_iter().collect()).await
-    }
-
     /// A role change: raising anyone to admin, or to owner, is an alert.
     pub(crate) async fn detect_role_change(
         &self,

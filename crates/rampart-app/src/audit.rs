@@ -199,23 +199,6 @@ impl App {
         verify_log(self.inner.audit.as_ref(), &verifier, &self.inner.config.audit, extra_file, expected).await
     }
 
-    /// Records from `after` (and `since`), for export; the export itself is audited first.
-    pub async fn export_audit(
-        &self,
-        format: ExportFormat,
-        since: Option<Timestamp>,
-        after: i64,
-        limit: u32,
-        first_page: bool,
-    ) -> Result<Vec<AuditRow>, AppError> {
-        if first_page {
-            let details = export_details(format, since);
-            self.audit(SYSTEM_ACTOR, "audit.export", None, None, Outcome::Success, details).await?;
-            self.detect_export(SYSTEM_ACTOR).await?;
-        }
-        Ok(self.inner.audit.list(after, since, limit).await?)
-    }
-
     /// The newest `limit` records, for `rampart audit tail`.
     pub async fn audit_tail(&self, after: Option<i64>, limit: u32) -> Result<Vec<AuditRow>, AppError> {
         match after {

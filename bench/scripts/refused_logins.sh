@@ -22,15 +22,15 @@ for a in $(seq 1 "$addresses"); do
         if [ "$names" = same ]; then user=victim; else user="guess$a"; fi
         # One curl per address, its requests sequential on one kept-alive connection.
         if [ "$names" = same ]; then
-            curl -s -o /dev/null --cacert "$dir/keys/dev-ca.pem" --interface "127.0.6.$a" \
+            curl -s --cacert "$dir/keys/dev-ca.pem" --interface "127.0.6.$a" \
                 -H 'content-type: application/json' -d "{\"username\":\"$user\",\"password\":\"wrong password here\"}" \
-                "${urls[@]}"
+                "${urls[@]}" > /dev/null
         else
             for i in $(seq 1 "$per"); do
                 printf 'url = "https://127.0.0.1:%s/api/v1/auth/login"\ndata = "{\\"username\\":\\"%s-%s\\",\\"password\\":\\"wrong password here\\"}"\nnext\n' "$port" "$user" "$i"
             done > "$dir/curl-$a.cfg"
-            curl -s -o /dev/null --cacert "$dir/keys/dev-ca.pem" --interface "127.0.6.$a" \
-                -H 'content-type: application/json' -K "$dir/curl-$a.cfg"
+            curl -s --cacert "$dir/keys/dev-ca.pem" --interface "127.0.6.$a" \
+                -H 'content-type: application/json' -K "$dir/curl-$a.cfg" > /dev/null
         fi
     ) &
     # At most 50 clients at once on a 2-core machine.
